@@ -1,0 +1,279 @@
+//! Workloads that measure enforcement from the inside, for `rk probe` and the
+//! enforcement tests: a CPU spinner that reports its share of a CPU, a periodic
+//! deadline job that counts missed deadlines, and a memory hog.
+//!
+//! ## How deadline misses are measured
+//!
+//! The deadline job runs under SCHED_DEADLINE (runtime Q, deadline D, period P). Each
+//! job burns a fixed amount of *its own* CPU time (`CLOCK_THREAD_CPUTIME_ID`), then
+//! calls `sched_yield()`, which for a deadline task means "this job is done": the
+//! kernel throttles it until its next period begins. So job *k* starts when period
+//! *j* is released, and, as long as the task never overruns, releases fall on an exact
+//! grid `φ + j·P`. The probe timestamps every job's start and end
+//! (`CLOCK_MONOTONIC`) and afterwards
+//!
+//! * numbers the jobs by period: `j = round((start − start₀) / P)`; a gap in `j` is a
+//!   period in which the task never ran — a **skipped period**;
+//! * estimates the grid phase φ as the earliest `start − j·P` (the job whose wake-up
+//!   was least delayed);
+//! * counts a **miss** when a job ends after `φ + j·P + D`.
+//!
+//! When allowed, the probe also asks the kernel for `SCHED_FLAG_DL_OVERRUN` and counts
+//! the `SIGXCPU` signals the kernel sends when the task exceeds its runtime in a
+//! period (**overruns**).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::deadline::{self, SCHED_DEADLINE, SCHED_FLAG_DL_OVERRUN};
+
+/// Result of [`spin`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SpinReport {
+    /// Wall-clock seconds spun.
+    pub wall_s: f64,
+    /// CPU seconds the process got.
+    pub cpu_s: f64,
+    /// cpu_s / wall_s: the share of one CPU.
+    pub share: f64,
+}
+
+fn cpu_time(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn monotonic_ns() -> u64 {
+    let d = cpu_time(libc::CLOCK_MONOTONIC);
+    d.as_nanos() as u64
+}
+
+/// Spins for `wall` and reports the share of a CPU this process got.
+pub fn spin(wall: Duration) -> SpinReport {
+    let start = Instant::now();
+    let cpu0 = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID);
+    let mut x: u64 = 1;
+    while start.elapsed() < wall {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+    let cpu = cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+    let wall_s = start.elapsed().as_secs_f64();
+    SpinReport {
+        wall_s,
+        cpu_s: cpu.as_secs_f64(),
+        share: cpu.as_secs_f64() / wall_s,
+    }
+}
+
+/// Result of [`deadline_job`].
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DeadlineReport {
+    /// Whether the probe really ran under SCHED_DEADLINE.
+    pub sched_deadline: bool,
+    /// Runtime / deadline / period the kernel reported, ns.
+    pub runtime_ns: u64,
+    /// Relative deadline, ns.
+    pub deadline_ns: u64,
+    /// Period, ns.
+    pub period_ns: u64,
+    /// CPU time each job burned, ns.
+    pub work_ns: u64,
+    /// Jobs run.
+    pub jobs: u64,
+    /// Periods spanned from the first job to the last.
+    pub periods_spanned: u64,
+    /// Periods in which no job ran.
+    pub skipped_periods: u64,
+    /// Jobs that ended after their absolute deadline.
+    pub late_jobs: u64,
+    /// `late_jobs + skipped_periods`.
+    pub misses: u64,
+    /// Worst response time (end − release), µs.
+    pub worst_response_us: f64,
+    /// Worst release jitter (start − release), µs.
+    pub worst_start_delay_us: f64,
+    /// Whether overrun signals were enabled.
+    pub overrun_signal: bool,
+    /// SIGXCPU overruns the kernel signalled.
+    pub overruns: u64,
+    /// Wall-clock seconds.
+    pub elapsed_s: f64,
+}
+
+static OVERRUNS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_sigxcpu(_: libc::c_int) {
+    OVERRUNS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn enable_overrun_signal() -> bool {
+    // SAFETY: installing a handler that only touches an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigxcpu as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGXCPU, &sa, std::ptr::null_mut()) != 0 {
+            return false;
+        }
+    }
+    let Ok(mut attr) = deadline::get_attr(0) else {
+        return false;
+    };
+    attr.size = std::mem::size_of::<deadline::SchedAttr>() as u32;
+    attr.sched_flags |= SCHED_FLAG_DL_OVERRUN;
+    deadline::set_attr(0, &attr).is_ok()
+}
+
+/// Runs `jobs` periodic jobs of `work` CPU time each under the calling thread's
+/// SCHED_DEADLINE parameters and reports misses (see the module docs). Returns a
+/// report with `sched_deadline: false` and no jobs if the thread is not a deadline
+/// task.
+pub fn deadline_job(jobs: u64, work: Duration) -> DeadlineReport {
+    let attr = deadline::get_attr(0).unwrap_or_default();
+    let mut report = DeadlineReport {
+        sched_deadline: attr.sched_policy == SCHED_DEADLINE,
+        runtime_ns: attr.sched_runtime,
+        deadline_ns: attr.sched_deadline,
+        period_ns: attr.sched_period,
+        work_ns: work.as_nanos() as u64,
+        ..Default::default()
+    };
+    if !report.sched_deadline || attr.sched_period == 0 {
+        return report;
+    }
+    report.overrun_signal = enable_overrun_signal();
+    let mut starts = Vec::with_capacity(jobs as usize);
+    let mut ends = Vec::with_capacity(jobs as usize);
+    let begin = Instant::now();
+    // Start on a fresh period.
+    // SAFETY: sched_yield has no preconditions.
+    unsafe { libc::sched_yield() };
+    let mut x: u64 = 1;
+    for _ in 0..jobs {
+        let start = monotonic_ns();
+        let cpu0 = cpu_time(libc::CLOCK_THREAD_CPUTIME_ID);
+        while cpu_time(libc::CLOCK_THREAD_CPUTIME_ID) - cpu0 < work {
+            for _ in 0..200 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        ends.push(monotonic_ns());
+        starts.push(start);
+        // SAFETY: as above; for a deadline task this ends the job.
+        unsafe { libc::sched_yield() };
+    }
+    report.elapsed_s = begin.elapsed().as_secs_f64();
+    report.jobs = jobs;
+    report.overruns = OVERRUNS.load(Ordering::Relaxed);
+    analyse(&mut report, &starts, &ends);
+    report
+}
+
+/// Fills in the miss analysis from job start/end timestamps (ns).
+pub fn analyse(report: &mut DeadlineReport, starts: &[u64], ends: &[u64]) {
+    if starts.is_empty() {
+        return;
+    }
+    let p = report.period_ns as f64;
+    let s0 = starts[0];
+    let idx: Vec<u64> = starts
+        .iter()
+        .map(|s| ((s - s0) as f64 / p).round() as u64)
+        .collect();
+    let mut skipped = 0;
+    for w in idx.windows(2) {
+        skipped += w[1].saturating_sub(w[0]).saturating_sub(1);
+    }
+    let phase = starts
+        .iter()
+        .zip(&idx)
+        .map(|(s, j)| *s as f64 - *j as f64 * p)
+        .fold(f64::INFINITY, f64::min);
+    let mut late = 0;
+    let mut worst_resp: f64 = 0.0;
+    let mut worst_delay: f64 = 0.0;
+    for ((s, e), j) in starts.iter().zip(ends).zip(&idx) {
+        let release = phase + *j as f64 * p;
+        let deadline = release + report.deadline_ns as f64;
+        if *e as f64 > deadline {
+            late += 1;
+        }
+        worst_resp = worst_resp.max(*e as f64 - release);
+        worst_delay = worst_delay.max(*s as f64 - release);
+    }
+    report.periods_spanned = idx.last().copied().unwrap_or(0) + 1;
+    report.skipped_periods = skipped;
+    report.late_jobs = late;
+    report.misses = late + skipped;
+    report.worst_response_us = worst_resp / 1e3;
+    report.worst_start_delay_us = worst_delay / 1e3;
+}
+
+/// Allocates and touches `mib` MiB one MiB at a time, printing progress on stderr.
+/// Returns the MiB held (only if the kernel let it get that far).
+pub fn allocate(mib: u64) -> u64 {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for i in 0..mib {
+        let mut chunk = vec![0u8; 1 << 20];
+        for b in chunk.iter_mut().step_by(4096) {
+            *b = 1;
+        }
+        held.push(std::hint::black_box(chunk));
+        if i % 16 == 15 {
+            eprintln!("allocated {} MiB", i + 1);
+        }
+    }
+    held.len() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> DeadlineReport {
+        DeadlineReport {
+            period_ns: 10_000_000,
+            deadline_ns: 10_000_000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn on_time_jobs_have_no_miss() {
+        let mut r = report();
+        let starts: Vec<u64> = (0..100)
+            .map(|k| 1_000 + k * 10_000_000 + (k % 3) * 50_000)
+            .collect();
+        let ends: Vec<u64> = starts.iter().map(|s| s + 1_000_000).collect();
+        analyse(&mut r, &starts, &ends);
+        assert_eq!(r.misses, 0);
+        assert_eq!(r.periods_spanned, 100);
+    }
+
+    #[test]
+    fn skipped_and_late_jobs_are_counted() {
+        let mut r = report();
+        // period 5 skipped, job in period 7 ends 12 ms after its release
+        let mut starts: Vec<u64> = (0..10)
+            .filter(|k| *k != 5)
+            .map(|k| k * 10_000_000)
+            .collect();
+        let mut ends: Vec<u64> = starts.iter().map(|s| s + 1_000_000).collect();
+        let i7 = starts.iter().position(|s| *s == 70_000_000).unwrap();
+        ends[i7] = 82_000_000;
+        starts[i7] += 2_000_000;
+        analyse(&mut r, &starts, &ends);
+        assert_eq!(r.skipped_periods, 1);
+        assert_eq!(r.late_jobs, 1);
+        assert_eq!(r.misses, 2);
+    }
+}
