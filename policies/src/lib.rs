@@ -1,1 +1,37 @@
-//! placeholder
+//! QoS allocation policies for Sesco: Q-RAM and its helpers, as pure functions.
+//!
+//! The problem ([`Problem`]) is a multiple-choice multi-dimensional knapsack:
+//! pick one set-point per session, or reject it, to maximise Σ weight·utility
+//! subject to Σ demand ≤ capacity per resource. Required sessions (already
+//! admitted) may move between set-points but are never rejected.
+//!
+//! - [`solve`] / [`solve_with`]: the full Q-RAM solve.
+//! - [`QramState`]: incremental admission and removal with hysteresis.
+//! - [`explain`]: why a session was rejected, what each resource is worth.
+//! - [`exact::solve_exact`]: an exact reference for small problems.
+//! - [`instance`]: the stable JSON instance format of `sesco qram solve`.
+//! - [`generate`]: seeded synthetic problems for tests and benchmarks.
+//!
+//! Nothing here does I/O, spawns threads or needs an async runtime.
+
+#![warn(missing_docs)]
+
+mod catalog;
+pub mod exact;
+mod explain;
+pub mod generate;
+mod greedy;
+mod incremental;
+pub mod instance;
+pub mod majorant;
+pub mod model;
+mod refine;
+mod solve;
+
+pub use explain::{Explanation, RejectionReason, ResourcePrice, explain};
+pub use incremental::{Admission, Change, IncrementalOptions, QramState};
+pub use model::{
+    Allocation, ModelError, PointChoice, Problem, ProductSpace, QosDimension, QosLevel, Resource,
+    Session, SessionAllocation, SetPoint, SetPointRef, SetPointSpace,
+};
+pub use solve::{SolveError, SolveOptions, solve, solve_with};

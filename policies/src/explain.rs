@@ -1,0 +1,185 @@
+//! Why a session got what it got: for a rejection, the binding resources;
+//! for an admission, what each resource is worth at the margin (its shadow
+//! price) and what the session's set-point costs at those prices.
+
+use crate::majorant::product_min_demand;
+use crate::model::{Allocation, Problem, SetPointSpace};
+
+/// Why a session was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RejectionReason {
+    /// Its cheapest set-point does not fit even if every other required session
+    /// drops to its least demand (and every other session is rejected).
+    DoesNotFit,
+    /// It could fit, but only by displacing more weighted utility than it brings.
+    OutweighedByOthers,
+    /// It has no set-point at all.
+    NoSetPoint,
+}
+
+/// A resource's shadow price: the estimated gain in total weighted utility
+/// per extra unit of it (0 for a resource with room to spare).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResourcePrice {
+    /// Resource name.
+    pub resource: String,
+    /// Marginal weighted utility per unit.
+    pub shadow_price: f64,
+}
+
+/// The explanation of one session's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Explanation {
+    /// The session is admitted.
+    Admitted {
+        /// Weighted utility of its set-point.
+        weighted_utility: f64,
+        /// Σ shadow price × demand of its set-point: the utility other sessions
+        /// could make of the same resources.
+        opportunity_cost: f64,
+        /// Shadow price of every resource, in problem order.
+        shadow_prices: Vec<ResourcePrice>,
+    },
+    /// The session is rejected.
+    Rejected {
+        /// Why.
+        reason: RejectionReason,
+        /// The resources its cheapest set-point lacks (names), most short first.
+        binding: Vec<String>,
+    },
+}
+
+/// Least demand per resource of each way the session can run: listed set-points
+/// as they are, and for a product space its per-resource minimum (a lower bound
+/// on every set-point of the space).
+fn session_points(problem: &Problem, session: usize) -> Vec<Vec<(usize, f64)>> {
+    let mut out = Vec::new();
+    for space in &problem.sessions[session].options {
+        match space {
+            SetPointSpace::Listed(points) => out.extend(points.iter().map(|p| p.demand.clone())),
+            SetPointSpace::Product(p) if !p.is_empty() => out.push(product_min_demand(p)),
+            SetPointSpace::Product(_) => {}
+        }
+    }
+    out
+}
+
+/// Least demand of session `s` on each resource (0 where some set-point does not use it).
+pub(crate) fn least_demand(problem: &Problem, s: usize) -> Vec<f64> {
+    let m = problem.resources.len();
+    let points = session_points(problem, s);
+    if points.is_empty() {
+        return vec![0.0; m];
+    }
+    let mut least = vec![f64::INFINITY; m];
+    for d in &points {
+        let mut row = vec![0.0; m];
+        for &(r, a) in d {
+            row[r] = a;
+        }
+        for r in 0..m {
+            least[r] = least[r].min(row[r]);
+        }
+    }
+    least
+}
+
+/// The set-point of `session` with the least total shortage against `free`,
+/// and its short resources, most short (relative to capacity) first.
+/// Returns `None` when the session has no set-point.
+pub(crate) fn shortest_fall(
+    problem: &Problem,
+    session: usize,
+    free: &[f64],
+) -> Option<(f64, Vec<usize>)> {
+    let mut best: Option<(f64, Vec<(usize, f64)>)> = None;
+    for d in session_points(problem, session) {
+        let mut total = 0.0;
+        let mut short = Vec::new();
+        for &(r, a) in &d {
+            let lack = a - free[r].max(0.0);
+            let cap = problem.resources[r].capacity;
+            if lack > 1e-12 * cap.max(1.0) {
+                let rel = lack / cap.max(1e-12);
+                total += rel;
+                short.push((r, rel));
+            }
+        }
+        if best.as_ref().is_none_or(|b| total < b.0) {
+            best = Some((total, short));
+        }
+    }
+    best.map(|(t, mut short)| {
+        short.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (t, short.into_iter().map(|x| x.0).collect())
+    })
+}
+
+/// Room left for `session` if every other required session dropped to its least
+/// demand and every other session were rejected.
+pub(crate) fn room_at_minimum(problem: &Problem, session: usize) -> Vec<f64> {
+    let mut free: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
+    for (s, other) in problem.sessions.iter().enumerate() {
+        if s != session && other.required {
+            for (r, a) in least_demand(problem, s).into_iter().enumerate() {
+                free[r] -= a;
+            }
+        }
+    }
+    free
+}
+
+/// Explains the outcome of session `session` (an index into `problem.sessions`)
+/// in `allocation`, an answer to `problem`.
+pub fn explain(problem: &Problem, allocation: &Allocation, session: usize) -> Explanation {
+    let outcome = &allocation.sessions[session];
+    let prices = |r: usize| allocation.shadow_prices.get(r).copied().unwrap_or(0.0);
+    if outcome.is_admitted() {
+        let weighted_utility = problem.sessions[session].weight * outcome.utility;
+        let opportunity_cost = outcome.demand.iter().map(|&(r, a)| prices(r) * a).sum();
+        return Explanation::Admitted {
+            weighted_utility,
+            opportunity_cost,
+            shadow_prices: problem
+                .resources
+                .iter()
+                .enumerate()
+                .map(|(r, res)| ResourcePrice {
+                    resource: res.name.clone(),
+                    shadow_price: prices(r),
+                })
+                .collect(),
+        };
+    }
+    let names = |rs: Vec<usize>| {
+        rs.into_iter()
+            .map(|r| problem.resources[r].name.clone())
+            .collect()
+    };
+    let at_minimum = room_at_minimum(problem, session);
+    match shortest_fall(problem, session, &at_minimum) {
+        None => Explanation::Rejected {
+            reason: RejectionReason::NoSetPoint,
+            binding: Vec::new(),
+        },
+        Some((lack, short)) if lack > 0.0 => Explanation::Rejected {
+            reason: RejectionReason::DoesNotFit,
+            binding: names(short),
+        },
+        Some(_) => {
+            let free: Vec<f64> = problem
+                .resources
+                .iter()
+                .zip(&allocation.usage)
+                .map(|(r, &u)| r.capacity - u)
+                .collect();
+            let short = shortest_fall(problem, session, &free)
+                .map(|x| x.1)
+                .unwrap_or_default();
+            Explanation::Rejected {
+                reason: RejectionReason::OutweighedByOthers,
+                binding: names(short),
+            }
+        }
+    }
+}

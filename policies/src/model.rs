@@ -1,0 +1,483 @@
+//! The allocation problem: resources, sessions and their set-point spaces, and the
+//! answer (which set-point each session gets, or that it is rejected).
+
+use thiserror::Error;
+
+/// A resource with a capacity, e.g. `n1/cpu` with 2.0 CPUs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    /// Unique name, conventionally `node/kind`.
+    pub name: String,
+    /// Amount available to sessions (≥ 0, finite).
+    pub capacity: f64,
+}
+
+/// One explicit set-point: the utility it gives and the resources it costs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetPoint {
+    /// Utility of the set-point (≥ 0, finite), before the session's weight.
+    pub utility: f64,
+    /// Sparse demand: `(resource index, amount)`, amounts ≥ 0; a resource appears at most once.
+    pub demand: Vec<(usize, f64)>,
+}
+
+/// One level of a QoS dimension in a [`ProductSpace`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct QosLevel {
+    /// Utility this level adds (≥ 0).
+    pub utility: f64,
+    /// Multiplier of the space's base demand, one per entry of
+    /// [`ProductSpace::resources`]; empty means 1 for every resource.
+    pub scale: Vec<f64>,
+}
+
+/// A QoS dimension (frame rate, resolution, …) with its discrete levels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QosDimension {
+    /// Human-readable name (not interpreted).
+    pub name: String,
+    /// The levels, in any order; at least one.
+    pub levels: Vec<QosLevel>,
+}
+
+/// A set-point space given by QoS dimensions: a set-point picks one level per
+/// dimension; its utility is the sum of the levels' utilities and its demand on
+/// `resources[k]` is `base[k] × Π scale[k]` over the chosen levels.
+///
+/// The space is never enumerated: the solver walks an approximate concave
+/// majorant through it (see [`crate::majorant`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductSpace {
+    /// Resource indices this space demands.
+    pub resources: Vec<usize>,
+    /// Base demand, one per entry of `resources`.
+    pub base: Vec<f64>,
+    /// The QoS dimensions.
+    pub dimensions: Vec<QosDimension>,
+}
+
+impl ProductSpace {
+    /// Number of set-points in the space (saturating).
+    pub fn len(&self) -> u128 {
+        self.dimensions
+            .iter()
+            .fold(1u128, |n, d| n.saturating_mul(d.levels.len() as u128))
+    }
+
+    /// Whether the space has no set-point (a dimension without levels).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Utility of the set-point that picks `levels[d]` in dimension `d`.
+    pub fn utility(&self, levels: &[usize]) -> f64 {
+        self.dimensions
+            .iter()
+            .zip(levels)
+            .map(|(d, &l)| d.levels[l].utility)
+            .sum()
+    }
+
+    /// Demand on `self.resources[k]` of the set-point that picks `levels[d]` in dimension `d`.
+    pub fn amount(&self, k: usize, levels: &[usize]) -> f64 {
+        self.dimensions
+            .iter()
+            .zip(levels)
+            .fold(self.base[k], |a, (d, &l)| {
+                a * d.levels[l].scale.get(k).copied().unwrap_or(1.0)
+            })
+    }
+
+    /// Demand `(resource index, amount)` of the set-point that picks `levels[d]` in dimension `d`.
+    pub fn demand(&self, levels: &[usize]) -> Vec<(usize, f64)> {
+        self.resources
+            .iter()
+            .enumerate()
+            .map(|(k, &r)| (r, self.amount(k, levels)))
+            .collect()
+    }
+}
+
+/// One way to run a session (one variant on one placement): a set of set-points.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetPointSpace {
+    /// Explicit set-points, in any order, utilities not necessarily concave.
+    Listed(Vec<SetPoint>),
+    /// QoS dimensions with additive utility and multiplicative demand.
+    Product(ProductSpace),
+}
+
+/// A user's QoS session competing for resources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    /// Unique id.
+    pub id: String,
+    /// Weight of its utility (from user and group priority), ≥ 0.
+    pub weight: f64,
+    /// Already admitted: it may move between set-points but may not be rejected.
+    pub required: bool,
+    /// Its set-point spaces, one per (variant × placement).
+    pub options: Vec<SetPointSpace>,
+}
+
+impl Session {
+    /// A session with one listed space.
+    pub fn listed(
+        id: impl Into<String>,
+        weight: f64,
+        required: bool,
+        points: Vec<SetPoint>,
+    ) -> Self {
+        Session {
+            id: id.into(),
+            weight,
+            required,
+            options: vec![SetPointSpace::Listed(points)],
+        }
+    }
+}
+
+/// The allocation problem: pick one set-point per session (or reject it) to
+/// maximise Σ weight·utility with Σ demand ≤ capacity per resource.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Problem {
+    /// The resources, indexed by position.
+    pub resources: Vec<Resource>,
+    /// The sessions, indexed by position.
+    pub sessions: Vec<Session>,
+}
+
+/// Which set-point of a space was chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PointChoice {
+    /// Index into a [`SetPointSpace::Listed`] list.
+    Listed(usize),
+    /// Level index per dimension of a [`SetPointSpace::Product`].
+    Levels(Vec<usize>),
+}
+
+/// A chosen set-point: which space of the session, and which point in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SetPointRef {
+    /// Index into [`Session::options`].
+    pub space: usize,
+    /// The point within that space.
+    pub point: PointChoice,
+}
+
+/// What one session gets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionAllocation {
+    /// `None` when rejected.
+    pub choice: Option<SetPointRef>,
+    /// Utility of the chosen set-point (unweighted), 0 when rejected.
+    pub utility: f64,
+    /// Demand actually charged, sparse `(resource index, amount)`.
+    pub demand: Vec<(usize, f64)>,
+}
+
+impl SessionAllocation {
+    /// A rejected session.
+    pub fn rejected() -> Self {
+        SessionAllocation {
+            choice: None,
+            utility: 0.0,
+            demand: Vec::new(),
+        }
+    }
+
+    /// Whether the session is admitted.
+    pub fn is_admitted(&self) -> bool {
+        self.choice.is_some()
+    }
+}
+
+/// The answer to a [`Problem`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Allocation {
+    /// One entry per session, in problem order.
+    pub sessions: Vec<SessionAllocation>,
+    /// Σ weight·utility.
+    pub total_utility: f64,
+    /// Total demand charged per resource.
+    pub usage: Vec<f64>,
+    /// An upper bound on the optimum of the problem (a Lagrangian bound), when known.
+    pub upper_bound: Option<f64>,
+    /// Shadow price of each resource: estimated marginal weighted utility of one more unit.
+    pub shadow_prices: Vec<f64>,
+}
+
+/// A problem that breaks the model's rules.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum ModelError {
+    /// Two resources share a name.
+    #[error("resource {name:?} is listed twice")]
+    DuplicateResource {
+        /// The name.
+        name: String,
+    },
+    /// A capacity is negative or not finite.
+    #[error("resource {name:?} has capacity {capacity}: it must be finite and ≥ 0")]
+    BadCapacity {
+        /// The resource.
+        name: String,
+        /// The value given.
+        capacity: f64,
+    },
+    /// Two sessions share an id.
+    #[error("session id {id:?} is used twice")]
+    DuplicateSession {
+        /// The id.
+        id: String,
+    },
+    /// A weight is negative or not finite.
+    #[error("session {id:?} has weight {weight}: it must be finite and ≥ 0")]
+    BadWeight {
+        /// The session.
+        id: String,
+        /// The value given.
+        weight: f64,
+    },
+    /// A utility, demand, base or scale is negative or not finite.
+    #[error("session {id:?}: {what} is {value}: it must be finite and ≥ 0")]
+    BadNumber {
+        /// The session.
+        id: String,
+        /// Which number, e.g. `set-point 2 utility`.
+        what: String,
+        /// The value given.
+        value: f64,
+    },
+    /// A demand names a resource index that does not exist.
+    #[error(
+        "session {id:?}: {what} refers to resource index {index}, but there are {count} resources"
+    )]
+    UnknownResource {
+        /// The session.
+        id: String,
+        /// Where.
+        what: String,
+        /// The index.
+        index: usize,
+        /// Number of resources.
+        count: usize,
+    },
+    /// A demand lists the same resource twice.
+    #[error("session {id:?}: {what} lists resource {resource:?} twice")]
+    RepeatedDemand {
+        /// The session.
+        id: String,
+        /// Where.
+        what: String,
+        /// The resource.
+        resource: String,
+    },
+    /// A product space is malformed (lengths disagree, a dimension has no level).
+    #[error("session {id:?}: space {space}: {reason}")]
+    BadProductSpace {
+        /// The session.
+        id: String,
+        /// The space index.
+        space: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn check_number(id: &str, what: impl FnOnce() -> String, value: f64) -> Result<(), ModelError> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(ModelError::BadNumber {
+            id: id.to_string(),
+            what: what(),
+            value,
+        })
+    }
+}
+
+impl Problem {
+    /// Index of the resource called `name`.
+    pub fn resource_index(&self, name: &str) -> Option<usize> {
+        self.resources.iter().position(|r| r.name == name)
+    }
+
+    /// Checks every rule of the model: unique names and ids, finite non-negative
+    /// numbers, demands on existing resources, well-formed product spaces.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let mut names = std::collections::HashSet::new();
+        for r in &self.resources {
+            if !names.insert(r.name.as_str()) {
+                return Err(ModelError::DuplicateResource {
+                    name: r.name.clone(),
+                });
+            }
+            if !(r.capacity.is_finite() && r.capacity >= 0.0) {
+                return Err(ModelError::BadCapacity {
+                    name: r.name.clone(),
+                    capacity: r.capacity,
+                });
+            }
+        }
+        let count = self.resources.len();
+        let mut ids = std::collections::HashSet::new();
+        let mut seen = vec![usize::MAX; count];
+        let mut stamp = 0usize;
+        for s in &self.sessions {
+            if !ids.insert(s.id.as_str()) {
+                return Err(ModelError::DuplicateSession { id: s.id.clone() });
+            }
+            if !(s.weight.is_finite() && s.weight >= 0.0) {
+                return Err(ModelError::BadWeight {
+                    id: s.id.clone(),
+                    weight: s.weight,
+                });
+            }
+            for (si, space) in s.options.iter().enumerate() {
+                match space {
+                    SetPointSpace::Listed(points) => {
+                        for (pi, p) in points.iter().enumerate() {
+                            let at = || format!("space {si} set-point {pi}");
+                            check_number(&s.id, || format!("{} utility", at()), p.utility)?;
+                            stamp += 1;
+                            for &(r, a) in &p.demand {
+                                if r >= count {
+                                    return Err(ModelError::UnknownResource {
+                                        id: s.id.clone(),
+                                        what: at(),
+                                        index: r,
+                                        count,
+                                    });
+                                }
+                                if seen[r] == stamp {
+                                    return Err(ModelError::RepeatedDemand {
+                                        id: s.id.clone(),
+                                        what: at(),
+                                        resource: self.resources[r].name.clone(),
+                                    });
+                                }
+                                seen[r] = stamp;
+                                check_number(
+                                    &s.id,
+                                    || format!("{} demand on {}", at(), self.resources[r].name),
+                                    a,
+                                )?;
+                            }
+                        }
+                    }
+                    SetPointSpace::Product(p) => {
+                        let bad = |reason: String| ModelError::BadProductSpace {
+                            id: s.id.clone(),
+                            space: si,
+                            reason,
+                        };
+                        if p.base.len() != p.resources.len() {
+                            return Err(bad(format!(
+                                "{} base amounts for {} resources",
+                                p.base.len(),
+                                p.resources.len()
+                            )));
+                        }
+                        stamp += 1;
+                        for (k, &r) in p.resources.iter().enumerate() {
+                            if r >= count {
+                                return Err(ModelError::UnknownResource {
+                                    id: s.id.clone(),
+                                    what: format!("space {si}"),
+                                    index: r,
+                                    count,
+                                });
+                            }
+                            if seen[r] == stamp {
+                                return Err(ModelError::RepeatedDemand {
+                                    id: s.id.clone(),
+                                    what: format!("space {si}"),
+                                    resource: self.resources[r].name.clone(),
+                                });
+                            }
+                            seen[r] = stamp;
+                            check_number(&s.id, || format!("space {si} base {k}"), p.base[k])?;
+                        }
+                        for (di, d) in p.dimensions.iter().enumerate() {
+                            if d.levels.is_empty() {
+                                return Err(bad(format!(
+                                    "dimension {di} ({}) has no level",
+                                    d.name
+                                )));
+                            }
+                            for (li, l) in d.levels.iter().enumerate() {
+                                check_number(
+                                    &s.id,
+                                    || format!("space {si} dimension {di} level {li} utility"),
+                                    l.utility,
+                                )?;
+                                if !l.scale.is_empty() && l.scale.len() != p.resources.len() {
+                                    return Err(bad(format!(
+                                        "dimension {di} level {li} has {} scales for {} resources",
+                                        l.scale.len(),
+                                        p.resources.len()
+                                    )));
+                                }
+                                for (k, &x) in l.scale.iter().enumerate() {
+                                    check_number(
+                                        &s.id,
+                                        || {
+                                            format!(
+                                                "space {si} dimension {di} level {li} scale {k}"
+                                            )
+                                        },
+                                        x,
+                                    )?;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `allocation` respects every capacity (within a relative tolerance
+    /// of 1e-9) and rejects no required session.
+    pub fn is_feasible(&self, allocation: &Allocation) -> bool {
+        let mut usage = vec![0.0; self.resources.len()];
+        for (s, a) in self.sessions.iter().zip(&allocation.sessions) {
+            if s.required && a.choice.is_none() {
+                return false;
+            }
+            for &(r, x) in &a.demand {
+                usage[r] += x;
+            }
+        }
+        usage
+            .iter()
+            .zip(&self.resources)
+            .all(|(&u, r)| u <= r.capacity + 1e-9 * r.capacity.max(1.0))
+    }
+
+    /// Utility and demand of a chosen set-point, or `None` if the reference is out of range.
+    pub fn point(&self, session: usize, choice: &SetPointRef) -> Option<(f64, Vec<(usize, f64)>)> {
+        match (
+            self.sessions.get(session)?.options.get(choice.space)?,
+            &choice.point,
+        ) {
+            (SetPointSpace::Listed(points), PointChoice::Listed(i)) => {
+                let p = points.get(*i)?;
+                Some((p.utility, p.demand.clone()))
+            }
+            (SetPointSpace::Product(p), PointChoice::Levels(levels)) => {
+                if levels.len() != p.dimensions.len()
+                    || levels
+                        .iter()
+                        .zip(&p.dimensions)
+                        .any(|(&l, d)| l >= d.levels.len())
+                {
+                    return None;
+                }
+                Some((p.utility(levels), p.demand(levels)))
+            }
+            _ => None,
+        }
+    }
+}
