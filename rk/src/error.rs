@@ -88,8 +88,8 @@ pub enum RkError {
     /// This means something outside the ledger holds deadline bandwidth, or the
     /// ledger is wrong: it must be looked at.
     #[error(
-        "KERNEL REFUSED DEADLINE ADMISSION (EBUSY) for pid {pid} after the ledger accepted it: \
-         {detail}"
+        "KERNEL REFUSED DEADLINE ADMISSION (EBUSY) for thread {pid}: {detail}; deadline \
+         bandwidth is held outside the ledger"
     )]
     DeadlineKernelBusy {
         /// The task (thread id) the kernel refused.
