@@ -141,6 +141,124 @@ fn enumerate(problem: &Problem, limits: &ExactLimits) -> Result<Vec<Vec<Point>>,
     Ok(all)
 }
 
+/// Lagrangian relaxation of the points: `Σ λ + Σ_s max(0 | required, max_c (w·u − λ·d/C))`
+/// with λ per unit of capacity fraction; returns its value and per session the best term.
+fn relaxation(
+    problem: &Problem,
+    points: &[Vec<Point>],
+    lambda: &[f64],
+    grad: &mut [f64],
+    best: &mut [f64],
+) -> f64 {
+    grad.iter_mut().for_each(|g| *g = 0.0);
+    let cap: Vec<f64> = problem
+        .resources
+        .iter()
+        .map(|r| r.capacity.max(1e-12))
+        .collect();
+    let mut total: f64 = lambda.iter().sum();
+    for (s, (session, list)) in problem.sessions.iter().zip(points).enumerate() {
+        let mut top = if session.required {
+            f64::NEG_INFINITY
+        } else {
+            0.0
+        };
+        let mut arg = None;
+        for (i, (u, demand, _)) in list.iter().enumerate() {
+            let v = session.weight * u
+                - demand
+                    .iter()
+                    .map(|&(r, a)| lambda[r] * a / cap[r])
+                    .sum::<f64>();
+            if v > top {
+                top = v;
+                arg = Some(i);
+            }
+        }
+        best[s] = top;
+        if top.is_finite() {
+            total += top;
+        }
+        if let Some(i) = arg {
+            for &(r, a) in &list[i].1 {
+                grad[r] += a / cap[r];
+            }
+        }
+    }
+    grad.iter_mut().for_each(|g| *g = 1.0 - *g);
+    total
+}
+
+/// Reduced-cost fixing: with Lagrangian prices λ and a feasible answer worth
+/// `incumbent`, any answer worth more satisfies Σ_s (best_s − term_s(choice)) ≤
+/// L(λ) − incumbent, so a set-point (or a rejection) whose own loss exceeds that
+/// gap cannot be part of it and is dropped. Returns the remaining points and,
+/// per session, whether rejection was dropped (it must be admitted).
+fn reduced_cost_fixing(
+    problem: &Problem,
+    mut points: Vec<Vec<Point>>,
+    incumbent: f64,
+) -> (Vec<Vec<Point>>, Vec<bool>) {
+    let m = problem.resources.len();
+    let n = points.len();
+    let mut lambda = vec![0.0; m];
+    let mut grad = vec![0.0; m];
+    let mut best = vec![0.0; n];
+    let (mut bound, mut best_lambda) = (f64::INFINITY, lambda.clone());
+    let mut theta = 1.0;
+    let mut stall = 0;
+    for _ in 0..400 {
+        let value = relaxation(problem, &points, &lambda, &mut grad, &mut best);
+        if value < bound {
+            bound = value;
+            best_lambda.copy_from_slice(&lambda);
+            stall = 0;
+        } else {
+            stall += 1;
+            if stall >= 5 {
+                theta *= 0.5;
+                stall = 0;
+                lambda.copy_from_slice(&best_lambda);
+                continue;
+            }
+        }
+        let norm: f64 = grad
+            .iter()
+            .zip(&lambda)
+            .map(|(&g, &l)| if l <= 0.0 && g > 0.0 { 0.0 } else { g * g })
+            .sum();
+        let gap = value - incumbent;
+        if norm <= 1e-18 || gap <= 1e-9 * value.abs().max(1.0) || theta < 1e-6 {
+            break;
+        }
+        let step = theta * gap / norm;
+        for r in 0..m {
+            lambda[r] = (lambda[r] - step * grad[r]).max(0.0);
+        }
+    }
+    let value = relaxation(problem, &points, &best_lambda, &mut grad, &mut best);
+    let gap = value - incumbent;
+    let slack = 1e-9 * value.abs().max(1.0);
+    let cap: Vec<f64> = problem
+        .resources
+        .iter()
+        .map(|r| r.capacity.max(1e-12))
+        .collect();
+    let mut must_admit = vec![false; n];
+    for (s, (session, list)) in problem.sessions.iter().zip(points.iter_mut()).enumerate() {
+        list.retain(|(u, demand, _)| {
+            let v = session.weight * u
+                - demand
+                    .iter()
+                    .map(|&(r, a)| best_lambda[r] * a / cap[r])
+                    .sum::<f64>();
+            best[s] - v <= gap + slack
+        });
+        must_admit[s] = !session.required && best[s] > gap + slack;
+    }
+    (points, must_admit)
+}
+
 /// Groups of sessions that share no resource with any session outside their
 /// group (through any of their set-points): each group is a problem of its own.
 fn components(problem: &Problem, points: &[Vec<Point>]) -> Vec<Vec<usize>> {
@@ -198,6 +316,26 @@ pub fn solve_exact(
 ) -> Result<ExactSolution, ExactError> {
     problem.validate()?;
     let points = enumerate(problem, limits)?;
+    let own_hint;
+    let hint = match hint {
+        Some(h) => Some(h),
+        None => {
+            own_hint = crate::solve(problem).ok();
+            own_hint.as_ref()
+        }
+    };
+    let (points, must_admit) = match hint {
+        Some(h) => reduced_cost_fixing(problem, points, h.total_utility),
+        None => {
+            let n = points.len();
+            (points, vec![false; n])
+        }
+    };
+    let mut problem = problem.clone();
+    for (s, &must) in problem.sessions.iter_mut().zip(&must_admit) {
+        s.required |= must;
+    }
+    let problem = &problem;
     let groups = components(problem, &points);
     if groups.len() <= 1 {
         return solve_points(problem, &points, limits, hint);

@@ -223,16 +223,34 @@ pub(crate) fn solve_catalog(
         .zip(&scarcity)
         .map(|(l, s)| l + mix * s)
         .collect();
-    let mut second = base;
+    let mut second = base.clone();
     ascend(cat, &mut second, &prices, Pricing::Fixed, None);
     second.recompute(cat);
     improve(cat, &mut second, &all, None, &limits);
 
-    let best = if second.value > first.value {
+    let mut best = if second.value > first.value {
         second
     } else {
         first
     };
+
+    // Further penalty vectors: the Lagrangian prices perturbed per resource,
+    // as many as the size of the problem allows.
+    let starts = (8_000_000 / catalog_work(cat).max(1)).min(12);
+    let mut rng = crate::generate::SplitMix64::new(0x5eed);
+    for _ in 0..starts {
+        let perturbed: Vec<f64> = prices
+            .iter()
+            .map(|&p| p * rng.range_f64(0.6, 1.6))
+            .collect();
+        let mut other = base.clone();
+        ascend(cat, &mut other, &perturbed, Pricing::Fixed, None);
+        other.recompute(cat);
+        improve(cat, &mut other, &all, None, &limits);
+        if other.value > best.value {
+            best = other;
+        }
+    }
     debug_assert!(best.feasible(cat));
     Ok((best, lag))
 }
