@@ -1,0 +1,234 @@
+//! Incremental admission and removal, hysteresis, explanations, product spaces.
+
+use std::time::Instant;
+
+use policies::generate::{
+    GeneratorConfig, SplitMix64, add_product_sessions, generate, product_space,
+};
+use policies::{
+    Explanation, IncrementalOptions, PointChoice, Problem, QramState, RejectionReason, Resource,
+    Session, SetPoint, SetPointSpace, explain,
+};
+
+fn point(utility: f64, demand: &[(usize, f64)]) -> SetPoint {
+    SetPoint {
+        utility,
+        demand: demand.to_vec(),
+    }
+}
+
+#[test]
+fn admission_and_removal_stay_close_to_a_full_solve() {
+    let config = GeneratorConfig::new(300, (10, 30), 4, 4);
+    let full = generate(7, &config);
+    let mut base = full.clone();
+    let newcomers: Vec<Session> = base.sessions.drain(280..).collect();
+    let mut state = QramState::new(base, IncrementalOptions::default()).unwrap();
+    let mut incremental_time = 0.0;
+    for s in newcomers {
+        let t = Instant::now();
+        let admission = state.admit(s).unwrap();
+        incremental_time += t.elapsed().as_secs_f64();
+        assert!(state.problem().is_feasible(&state.allocation()));
+        if !admission.admitted {
+            assert!(admission.changes.is_empty(), "a rejection changes nothing");
+        }
+    }
+    let t = Instant::now();
+    let reference = policies::solve(state.problem()).unwrap();
+    let full_time = t.elapsed().as_secs_f64();
+    let ratio = state.total_utility() / reference.total_utility;
+    println!(
+        "after 20 admissions: {ratio:.4} of a full solve; {:.2} ms per admission vs {:.2} ms full",
+        incremental_time / 20.0 * 1e3,
+        full_time * 1e3
+    );
+    assert!(
+        ratio >= 0.97,
+        "incremental utility {ratio:.4} of the full solve"
+    );
+    // removals
+    for id in ["s3", "s17", "s100"] {
+        let changes = state.remove(id).unwrap();
+        assert!(changes.iter().all(|c| c.id != id || c.to.is_none()));
+        assert!(state.problem().is_feasible(&state.allocation()));
+    }
+    assert!(state.remove("s3").is_err(), "unknown id");
+}
+
+#[test]
+fn hysteresis_keeps_sessions_for_tiny_gains() {
+    // one resource; a session at set-point 0 could move to a slightly better one after a departure
+    let resources = vec![Resource {
+        name: "n1/cpu".into(),
+        capacity: 2.0,
+    }];
+    let a = Session::listed(
+        "a",
+        1.0,
+        true,
+        vec![point(1.0, &[(0, 1.0)]), point(1.005, &[(0, 1.5)])],
+    );
+    let b = Session::listed("b", 1.0, false, vec![point(1.0, &[(0, 1.0)])]);
+    let problem = Problem {
+        resources,
+        sessions: vec![a, b],
+    };
+    let mut sticky = QramState::new(problem.clone(), IncrementalOptions::default()).unwrap();
+    let changes = sticky.remove("b").unwrap();
+    assert_eq!(
+        changes.len(),
+        1,
+        "only b leaves; a keeps its set-point for a 0.5 % gain: {changes:?}"
+    );
+    let mut eager = QramState::new(
+        problem,
+        IncrementalOptions {
+            change_cost_relative: 0.0,
+            ..IncrementalOptions::default()
+        },
+    )
+    .unwrap();
+    let changes = eager.remove("b").unwrap();
+    assert!(
+        changes.iter().any(|c| c.id == "a"),
+        "without a change cost a moves up"
+    );
+}
+
+#[test]
+fn newcomer_that_cannot_fit_is_rejected_with_the_binding_resource() {
+    let resources = vec![
+        Resource {
+            name: "n1/cpu".into(),
+            capacity: 2.0,
+        },
+        Resource {
+            name: "n1/mem".into(),
+            capacity: 100.0,
+        },
+    ];
+    let running = Session::listed(
+        "run",
+        1.0,
+        true,
+        vec![
+            point(1.0, &[(0, 1.5), (1, 10.0)]),
+            point(2.0, &[(0, 1.8), (1, 10.0)]),
+        ],
+    );
+    let mut state = QramState::new(
+        Problem {
+            resources,
+            sessions: vec![running],
+        },
+        IncrementalOptions::default(),
+    )
+    .unwrap();
+    let before = state.allocation();
+    let newcomer = Session::listed("new", 5.0, false, vec![point(1.0, &[(0, 0.8), (1, 10.0)])]);
+    let admission = state.admit(newcomer).unwrap();
+    assert!(!admission.admitted);
+    assert!(admission.changes.is_empty());
+    assert_eq!(
+        admission.explanation,
+        Explanation::Rejected {
+            reason: RejectionReason::DoesNotFit,
+            binding: vec!["n1/cpu".into()]
+        }
+    );
+    assert_eq!(state.allocation(), before, "nothing changed");
+    // a newcomer that fits when the running session degrades is admitted, and the degradation reported
+    let admission = state
+        .admit(Session::listed(
+            "small",
+            5.0,
+            false,
+            vec![point(1.0, &[(0, 0.4)])],
+        ))
+        .unwrap();
+    assert!(admission.admitted);
+    assert!(
+        admission.changes.iter().any(|c| c.id == "run"),
+        "{:?}",
+        admission.changes
+    );
+    match admission.explanation {
+        Explanation::Admitted { shadow_prices, .. } => assert_eq!(shadow_prices.len(), 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rejection_by_value_is_explained_with_shadow_prices_on_admissions() {
+    let config = GeneratorConfig::new(60, (8, 16), 2, 4);
+    let problem = generate(11, &config);
+    let allocation = policies::solve(&problem).unwrap();
+    let mut saw_admitted = false;
+    for s in 0..problem.sessions.len() {
+        match explain(&problem, &allocation, s) {
+            Explanation::Admitted { shadow_prices, .. } => {
+                saw_admitted = true;
+                assert_eq!(shadow_prices.len(), problem.resources.len());
+                assert!(shadow_prices.iter().all(|p| p.shadow_price >= 0.0));
+            }
+            Explanation::Rejected { reason, binding } => {
+                assert!(!allocation.sessions[s].is_admitted());
+                assert!(matches!(
+                    reason,
+                    RejectionReason::OutweighedByOthers | RejectionReason::DoesNotFit
+                ));
+                assert!(!binding.is_empty() || reason == RejectionReason::OutweighedByOthers);
+            }
+        }
+    }
+    assert!(saw_admitted);
+    assert!(
+        allocation.shadow_prices.iter().any(|&p| p > 0.0),
+        "tight capacities have a price"
+    );
+}
+
+#[test]
+fn large_product_space_is_admitted_without_enumeration() {
+    let mut problem = generate(5, &GeneratorConfig::new(50, (8, 16), 2, 4));
+    let mut rng = SplitMix64::new(9);
+    let space = product_space(
+        &mut rng,
+        6,
+        8,
+        &[0, 1, 2, 3],
+        problem.resources[0].capacity / 100.0,
+    );
+    assert_eq!(space.len(), 262_144);
+    problem.sessions.push(Session {
+        id: "video".into(),
+        weight: 2.0,
+        required: false,
+        options: vec![SetPointSpace::Product(space.clone())],
+    });
+    add_product_sessions(&mut problem, 3, 5, 4, 4, 4);
+    let t = Instant::now();
+    let allocation = policies::solve(&problem).unwrap();
+    let elapsed = t.elapsed();
+    assert!(problem.is_feasible(&allocation));
+    let video = allocation
+        .sessions
+        .iter()
+        .zip(&problem.sessions)
+        .find(|(_, s)| s.id == "video")
+        .unwrap()
+        .0;
+    let choice = video
+        .choice
+        .as_ref()
+        .expect("the product session is admitted");
+    let PointChoice::Levels(levels) = &choice.point else {
+        panic!("levels expected")
+    };
+    assert_eq!(levels.len(), 6);
+    // reported utility and demand are those of the chosen levels
+    assert!((video.utility - space.utility(levels)).abs() < 1e-12);
+    assert_eq!(video.demand, space.demand(levels));
+    assert!(elapsed.as_millis() < 2_000, "took {elapsed:?}");
+}
