@@ -48,6 +48,8 @@ pub struct NodeRegistration {
     pub hardware: Hardware,
     /// What the node runs right now (after an Lrmd or Sesco restart).
     pub running: Vec<RunningProcess>,
+    /// Processes that ended while the node was out of touch with Sesco.
+    pub exited: Vec<ProcessExit>,
     pub lrmd_version: String,
 }
 

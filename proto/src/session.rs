@@ -69,16 +69,18 @@ impl fmt::Display for SessionState {
 }
 
 /// The level chosen in one QoS dimension.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DimensionLevel {
     pub dimension: String,
     pub level: String,
     /// Position of the level in the dimension's list (0 = lowest quality).
     pub index: u32,
+    /// The level's numeric value from the world (e.g. 30 for 30 fps).
+    pub value: f64,
 }
 
 /// A set-point: one level per QoS dimension of the session's variant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SetPoint {
     pub levels: Vec<DimensionLevel>,
 }
@@ -87,6 +89,11 @@ impl SetPoint {
     /// The level chosen for `dimension`, if the set-point has that dimension.
     pub fn level(&self, dimension: &str) -> Option<&DimensionLevel> {
         self.levels.iter().find(|l| l.dimension == dimension)
+    }
+
+    /// The numeric value of the level chosen for `dimension`.
+    pub fn value(&self, dimension: &str) -> Option<f64> {
+        self.level(dimension).map(|l| l.value)
     }
 }
 

@@ -263,10 +263,19 @@ pub enum PathStep {
 
 /// A field of the world that is not acceptable, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{}: {reason}", display_path(.path))]
 pub struct WorldError {
     pub path: Vec<PathStep>,
     pub reason: String,
+}
+
+impl fmt::Display for WorldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "{}: {}", display_path(&self.path), self.reason)
+        }
+    }
 }
 
 /// `applications[1].variants[0].name`
@@ -577,6 +586,29 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
                 }
             })
         });
+    }
+    if variant.cpu_class == CpuClass::Deadline {
+        // A deadline task runs on one CPU at a time: its share can never exceed one.
+        let max_scale: f64 = variant
+            .dimensions
+            .iter()
+            .map(|d| d.levels.iter().map(|l| l.cpu_scale).fold(0.0, f64::max))
+            .product();
+        for (i, process) in variant.processes.iter().enumerate() {
+            let peak = process.cpu * max_scale;
+            if peak > 1.0 {
+                c.key("processes", |c| {
+                    c.at(PathStep::Index(i), |c| {
+                        c.fail(
+                            "cpu",
+                            format!(
+                                "a deadline process needs at most one CPU, but its highest set-point needs {peak:.2}"
+                            ),
+                        )
+                    })
+                });
+            }
+        }
     }
     let count = variant.setpoint_count();
     if count > MAX_SETPOINTS_PER_VARIANT {

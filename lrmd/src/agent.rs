@@ -1,0 +1,210 @@
+//! The connection to Sesco: register, serve Sesco's requests, heartbeat, report exits, and
+//! reconnect when the connection drops. Processes keep running whatever happens to it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sesco_proto::message::{Credentials, Hello, Reply, Request, Role};
+use sesco_proto::node::{Hardware, NodeHeartbeat, NodeRegistration, ProcessExit, SessionStopped};
+use sesco_proto::peer::{self, Incoming, Peer};
+use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::discovery::{self, CpuMeter};
+use crate::supervisor::Supervisor;
+
+const CONNECT_TIME: Duration = Duration::from_secs(10);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// How long Sesco may take to take in an exit (it re-allocates before answering).
+const EXIT_REPORT_TIME: Duration = Duration::from_secs(120);
+
+/// How this node reaches Sesco.
+#[derive(Clone)]
+pub struct AgentConfig {
+    pub sesco: String,
+    pub node: String,
+    pub cluster_key: String,
+}
+
+/// Exits not yet taken in by Sesco, oldest first.
+type Undelivered = Arc<Mutex<Vec<ProcessExit>>>;
+
+/// Stays connected to Sesco for as long as the process lives.
+pub async fn run(
+    config: AgentConfig,
+    hardware: Hardware,
+    supervisor: Arc<Supervisor>,
+    mut exits: mpsc::UnboundedReceiver<ProcessExit>,
+) {
+    let undelivered: Undelivered = Arc::default();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect(&config).await {
+            Ok((peer, incoming)) => {
+                delay = Duration::from_millis(100);
+                tracing::info!(sesco = %config.sesco, "connected to Sesco");
+                if let Err(e) = serve(
+                    &config,
+                    &hardware,
+                    &supervisor,
+                    &mut exits,
+                    &undelivered,
+                    peer,
+                    incoming,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "connection to Sesco lost");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sesco = %config.sesco, error = %e, "cannot reach Sesco; retrying");
+            }
+        }
+        // Exits that happen while disconnected wait for the next registration.
+        while let Ok(exit) = exits.try_recv() {
+            undelivered
+                .lock()
+                .expect("undelivered exits lock")
+                .push(exit);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RECONNECT_MAX);
+    }
+}
+
+async fn connect(config: &AgentConfig) -> anyhow::Result<(Peer, mpsc::Receiver<Incoming>)> {
+    let stream = tokio::time::timeout(CONNECT_TIME, TcpStream::connect(&config.sesco)).await??;
+    let _ = stream.set_nodelay(true);
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Lrmd,
+        credentials: Credentials::Cluster {
+            node: config.node.clone(),
+            key: config.cluster_key.clone(),
+        },
+        agent: format!("lrmd {}", env!("CARGO_PKG_VERSION")),
+    };
+    let (_, peer, incoming) = peer::connect(stream, hello, CONNECT_TIME).await?;
+    Ok((peer, incoming))
+}
+
+async fn serve(
+    config: &AgentConfig,
+    hardware: &Hardware,
+    supervisor: &Arc<Supervisor>,
+    exits: &mut mpsc::UnboundedReceiver<ProcessExit>,
+    undelivered: &Undelivered,
+    peer: Peer,
+    mut incoming: mpsc::Receiver<Incoming>,
+) -> anyhow::Result<()> {
+    while let Ok(exit) = exits.try_recv() {
+        undelivered
+            .lock()
+            .expect("undelivered exits lock")
+            .push(exit);
+    }
+    let exited = undelivered.lock().expect("undelivered exits lock").clone();
+    let registration = NodeRegistration {
+        hardware: hardware.clone(),
+        running: supervisor.running(),
+        exited: exited.clone(),
+        lrmd_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let accepted = match peer.request(Request::RegisterNode(registration)).await? {
+        Reply::NodeAccepted(accepted) => accepted,
+        other => anyhow::bail!("unexpected answer to registration: {other:?}"),
+    };
+    undelivered
+        .lock()
+        .expect("undelivered exits lock")
+        .retain(|e| !exited.contains(e));
+    let stopped = supervisor.keep_only(&accepted.expected).await;
+    tracing::info!(node = %config.node, expected = accepted.expected.len(), stopped, "registered");
+
+    // Exits go out one at a time, in order, on their own task.
+    let (exit_tx, exit_rx) = mpsc::unbounded_channel();
+    let reporter = tokio::spawn(report_exits(peer.clone(), exit_rx, undelivered.clone()));
+    let mut tick = tokio::time::interval(Duration::from_millis(accepted.heartbeat_ms.max(100)));
+    let mut meter = CpuMeter::default();
+    let result = loop {
+        tokio::select! {
+            message = incoming.recv() => match message {
+                None => break Ok(()),
+                Some(Incoming::Request { id, body }) => {
+                    let (supervisor, peer) = (supervisor.clone(), peer.clone());
+                    tokio::spawn(async move {
+                        let result = handle(&supervisor, body).await;
+                        peer.reply(id, result).await;
+                    });
+                }
+                Some(Incoming::Event(_)) => {}
+            },
+            _ = tick.tick() => {
+                let heartbeat = NodeHeartbeat {
+                    cpu_busy: meter.sample(),
+                    memory_available_bytes: discovery::memory_available(),
+                    processes: supervisor.usage(),
+                };
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = peer.request(Request::Heartbeat(heartbeat)).await {
+                        tracing::debug!(error = %e, "heartbeat not delivered");
+                    }
+                });
+            }
+            exit = exits.recv() => match exit {
+                Some(exit) => {
+                    let _ = exit_tx.send(exit);
+                }
+                None => break Ok(()),
+            },
+            _ = peer.closed() => break Ok(()),
+        }
+    };
+    reporter.abort();
+    peer.close(None).await;
+    result
+}
+
+async fn report_exits(
+    peer: Peer,
+    mut exits: mpsc::UnboundedReceiver<ProcessExit>,
+    undelivered: Undelivered,
+) {
+    while let Some(exit) = exits.recv().await {
+        let answer = peer
+            .request_within(Request::ProcessExited(exit.clone()), EXIT_REPORT_TIME)
+            .await;
+        if let Err(e) = answer {
+            tracing::warn!(error = %e, session = %exit.session, "exit not delivered; kept for the next registration");
+            let mut pending = undelivered.lock().expect("undelivered exits lock");
+            pending.push(exit);
+            while let Ok(more) = exits.try_recv() {
+                pending.push(more);
+            }
+            return;
+        }
+    }
+}
+
+/// Sesco's requests to this node.
+async fn handle(supervisor: &Arc<Supervisor>, request: Request) -> Result<Reply, ErrorReply> {
+    match request {
+        Request::StartProcess(launch) => supervisor.start(launch).await.map(Reply::ProcessStarted),
+        Request::AlterReservation(change) => supervisor
+            .alter(change.session, change.process, &change.reservation)
+            .await
+            .map(|()| Reply::Done),
+        Request::StopSession(stop) => {
+            tracing::info!(session = %stop.session, reason = %stop.reason, "stopping");
+            let killed = supervisor.stop(stop.session).await;
+            Ok(Reply::SessionStopped(SessionStopped { killed }))
+        }
+        other => Err(ErrorReply::new(
+            ErrorCode::Forbidden,
+            format!("{} is not a request an Lrmd answers", other.name()),
+        )),
+    }
+}

@@ -1,0 +1,69 @@
+//! Control ports: application processes register, receive their set-point, report QoS.
+
+use std::sync::Arc;
+
+use sesco_proto::SessionId;
+use sesco_proto::control::{QosReport, SetPointDirection};
+use sesco_proto::event::EventKind;
+use sesco_proto::peer::Peer;
+
+use crate::coordinator::Coordinator;
+use crate::session::process_reservation;
+
+impl Coordinator {
+    /// A process proved membership of its session (step 8): remember its control port
+    /// and send it the session's current set-point (step 9).
+    pub fn register_control(self: &Arc<Self>, session: SessionId, process: u32, peer: Peer) {
+        let previous = self.state().controls.insert((session, process), peer);
+        if let Some(old) = previous {
+            tokio::spawn(async move { old.close(None).await });
+        }
+        self.emit(
+            Some(session),
+            None,
+            EventKind::ControlPortRegistered { process },
+        );
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Queue behind any change in progress, so set-points arrive in order.
+            let _changes = this.changes.lock().await;
+            let Some(record) = this.state().sessions.get(&session).cloned() else {
+                return;
+            };
+            let reservations: Vec<_> = (0..record.processes.len())
+                .map(|i| process_reservation(&record.variant, i, &record.setpoint))
+                .collect();
+            this.notify_setpoint(
+                &record,
+                &reservations,
+                SetPointDirection::Initial,
+                Some(process),
+            )
+            .await;
+        });
+    }
+
+    /// The process's control port closed.
+    pub fn control_disconnected(&self, session: SessionId, process: u32, peer: &Peer) {
+        let mut state = self.state();
+        if state
+            .controls
+            .get(&(session, process))
+            .is_some_and(|p| p.is_closed() && peer.is_closed())
+        {
+            state.controls.remove(&(session, process));
+        }
+    }
+
+    /// The application reports the QoS it achieves.
+    pub fn report_qos(&self, session: SessionId, process: u32, report: QosReport) {
+        self.emit(
+            Some(session),
+            None,
+            EventKind::QosReported {
+                process,
+                achieved: report.achieved,
+            },
+        );
+    }
+}

@@ -1,0 +1,827 @@
+//! A session's life: admission, start, set-point changes, termination and exit.
+//!
+//! Every change of the allocation runs under the `changes` lock, in the order of the
+//! design: sessions that lose are told and acknowledge before their reservations shrink;
+//! the newcomer's processes start in reservations sized from its set-point; sessions that
+//! gain have their reservations grown before they are told.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use sesco_proto::control::{SetPointChange, SetPointDirection};
+use sesco_proto::event::EventKind;
+use sesco_proto::message::{Reply, Request};
+use sesco_proto::node::{ProcessExit, ProcessLaunch, ReservationChange, SessionStop};
+use sesco_proto::session::{
+    AdmissionOutcome, ProcessState, Reservation, SessionRequest, SessionState, SetPointShift,
+    ShadowPrice,
+};
+use sesco_proto::{ErrorCode, ErrorReply, SessionId};
+
+use crate::admission::{self, Allocator, Newcomer};
+use crate::auth;
+use crate::coordinator::{Coordinator, Principal, internal, now_ms};
+use crate::session::{
+    ProcessRecord, SessionRecord, parse_minimum, process_reservation, setpoint_view,
+};
+
+/// How a reservation moves between two set-points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resize {
+    Same,
+    /// Nothing grows: notify, wait for the ack, then shrink.
+    Shrink,
+    /// Nothing shrinks: grow, then notify.
+    Grow,
+    /// Some parts grow and some shrink: notify and wait, then resize.
+    Mixed,
+}
+
+fn resize(old: &Reservation, new: &Reservation) -> Resize {
+    let pairs = [
+        (old.cpu.cpus(), new.cpu.cpus()),
+        (old.memory_max_bytes as f64, new.memory_max_bytes as f64),
+        (old.memory_min_bytes as f64, new.memory_min_bytes as f64),
+        (old.pids_max as f64, new.pids_max as f64),
+    ];
+    let grows = pairs.iter().any(|(o, n)| n > o);
+    let shrinks = pairs.iter().any(|(o, n)| n < o);
+    match (grows, shrinks) {
+        (false, false) if old == new => Resize::Same,
+        (false, false) | (false, true) => Resize::Shrink,
+        (true, false) => Resize::Grow,
+        (true, true) => Resize::Mixed,
+    }
+}
+
+/// A set-point change for one live session, as planned.
+struct Move {
+    id: SessionId,
+    from: Vec<u32>,
+    to: Vec<u32>,
+    grows_only: bool,
+}
+
+impl Coordinator {
+    /// Step 1–9 of admission for one request.
+    pub async fn request_session(
+        self: &Arc<Self>,
+        user: &str,
+        request: SessionRequest,
+    ) -> Result<AdmissionOutcome, ErrorReply> {
+        if let Some(key) = &request.request_key
+            && !request.dry_run
+        {
+            let existing = self
+                .store()
+                .session_by_request_key(user, key)
+                .map_err(internal)?;
+            if let Some(record) = existing {
+                return Ok(AdmissionOutcome::Admitted {
+                    session: Box::new(self.view(&record)),
+                    shifts: Vec::new(),
+                    shadow_prices: Vec::new(),
+                });
+            }
+        }
+        let newcomer = self.newcomer(user, &request)?;
+        let mut allocator = self.changes.lock().await;
+
+        let started = Instant::now();
+        let built = admission::build(&self.state(), Some(&newcomer));
+        let allocation = admission::solve(&built, &mut allocator)
+            .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("allocation failed: {e}")))?;
+        let decision = admission::decide(&built, &allocation);
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "q-ram solved"
+        );
+
+        let Some(placement) = decision.newcomer.as_ref() else {
+            let binding = admission::rejection_binding(&built, &allocation);
+            let reason = if built
+                .problem
+                .sessions
+                .last()
+                .is_none_or(|s| s.options.is_empty())
+            {
+                "no node that is up meets the variant's node requirements".to_string()
+            } else {
+                format!(
+                    "not enough {} for its lowest acceptable set-point",
+                    binding.join(", ")
+                )
+            };
+            if !request.dry_run {
+                self.emit(
+                    None,
+                    None,
+                    EventKind::SessionRejected {
+                        user: user.to_string(),
+                        application: request.application.clone(),
+                        binding: binding.clone(),
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            return Ok(AdmissionOutcome::Rejected { binding, reason });
+        };
+
+        let (variant, minimum) = newcomer.variants[placement.variant].clone();
+        let moves = self.plan_moves(&decision.setpoints);
+        let shifts: Vec<SetPointShift> = moves
+            .iter()
+            .filter_map(|m| {
+                let state = self.state();
+                let record = state.sessions.get(&m.id)?;
+                Some(SetPointShift {
+                    session: m.id,
+                    from: setpoint_view(&record.variant, &m.from),
+                    to: setpoint_view(&record.variant, &m.to),
+                })
+            })
+            .collect();
+        let shadow_prices = built
+            .problem
+            .resources
+            .iter()
+            .zip(&allocation.shadow_prices)
+            .map(|(r, &price)| ShadowPrice {
+                resource: r.name.clone(),
+                price,
+            })
+            .collect();
+
+        let token = auth::new_secret();
+        let mut record = SessionRecord {
+            id: SessionId(0),
+            user: user.to_string(),
+            application: request.application.clone(),
+            weight: newcomer.weight,
+            minimum,
+            setpoint: placement.setpoint.clone(),
+            processes: placement
+                .placement
+                .iter()
+                .enumerate()
+                .map(|(i, node)| ProcessRecord {
+                    node: node.clone(),
+                    pid: None,
+                    cgroups: Vec::new(),
+                    reservation: process_reservation(&variant, i, &placement.setpoint),
+                    state: ProcessState::Pending,
+                    exit: None,
+                    restarts: 0,
+                    acked_sequence: 0,
+                    usage: None,
+                })
+                .collect(),
+            variant,
+            state: SessionState::Starting,
+            token_hash: auth::secret_hash(&token),
+            setpoint_sequence: 1,
+            created_ms: now_ms(),
+            ended_ms: None,
+            end_reason: None,
+            request_key: request.request_key.clone(),
+        };
+        if request.dry_run {
+            return Ok(AdmissionOutcome::Admitted {
+                session: Box::new(self.view(&record)),
+                shifts,
+                shadow_prices,
+            });
+        }
+
+        // Step 2 is decided: persist the newcomer and everyone's new set-points.
+        let id = self.store().insert_session(&mut record).map_err(internal)?;
+        self.state().sessions.insert(id, record.clone());
+        self.emit(
+            Some(id),
+            None,
+            EventKind::SessionAdmitted {
+                user: user.to_string(),
+                application: record.application.clone(),
+                variant: record.variant.name.clone(),
+                setpoint: record.setpoint_view(),
+                utility: record.utility(),
+            },
+        );
+        allocator.remember(&decision);
+
+        // Step 3: sessions that lose adapt, then shrink.
+        let (raises, lowers): (Vec<Move>, Vec<Move>) =
+            moves.into_iter().partition(|m| m.grows_only);
+        self.apply_lowers(lowers).await;
+
+        // Steps 4–7: start the newcomer's processes.
+        if let Err(reason) = self.start_processes(id, &token).await {
+            self.end_session(id, SessionState::Failed, &reason).await;
+            self.rebalance(&mut allocator).await;
+            return Err(ErrorReply::new(
+                ErrorCode::Unavailable,
+                format!("session {id} could not start: {reason}"),
+            ));
+        }
+
+        // Step 9 for sessions that gain: grow, then notify.
+        self.apply_raises(raises).await;
+        drop(allocator);
+
+        let record = self.state().sessions.get(&id).cloned().ok_or_else(|| {
+            ErrorReply::new(
+                ErrorCode::Conflict,
+                format!("session {id} ended while starting"),
+            )
+        })?;
+        Ok(AdmissionOutcome::Admitted {
+            session: Box::new(self.view(&record)),
+            shifts,
+            shadow_prices,
+        })
+    }
+
+    /// Resolves a request against the world: which variants, at which minimum, at which
+    /// weight.
+    fn newcomer(&self, user: &str, request: &SessionRequest) -> Result<Newcomer, ErrorReply> {
+        let state = self.state();
+        let app = state
+            .world
+            .applications
+            .iter()
+            .find(|a| a.name == request.application)
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("no application named '{}'", request.application),
+                )
+            })?;
+        let variants: Vec<_> = match &request.variant {
+            Some(name) => vec![
+                app.variants
+                    .iter()
+                    .find(|v| &v.name == name)
+                    .ok_or_else(|| {
+                        ErrorReply::new(
+                            ErrorCode::NotFound,
+                            format!(
+                                "application '{}' has no variant '{name}' (it has: {})",
+                                app.name,
+                                app.variants
+                                    .iter()
+                                    .map(|v| v.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )
+                    })?,
+            ],
+            None => app.variants.iter().collect(),
+        };
+        let mut accepted = Vec::new();
+        let mut errors = Vec::new();
+        for variant in variants {
+            match parse_minimum(variant, &request.minimum) {
+                Ok(minimum) => accepted.push((variant.clone(), minimum)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if accepted.is_empty() {
+            return Err(ErrorReply::new(ErrorCode::Invalid, errors.join("; ")));
+        }
+        Ok(Newcomer {
+            weight: state.weight_of(user),
+            variants: accepted,
+        })
+    }
+
+    /// Compares the decided set-points with the current ones.
+    fn plan_moves(&self, setpoints: &[(SessionId, Vec<u32>)]) -> Vec<Move> {
+        let state = self.state();
+        setpoints
+            .iter()
+            .filter_map(|(id, to)| {
+                let record = state.sessions.get(id)?;
+                if record.setpoint == *to {
+                    return None;
+                }
+                let grows_only = (0..record.processes.len()).all(|i| {
+                    matches!(
+                        resize(
+                            &record.processes[i].reservation,
+                            &process_reservation(&record.variant, i, to)
+                        ),
+                        Resize::Grow | Resize::Same
+                    )
+                });
+                Some(Move {
+                    id: *id,
+                    from: record.setpoint.clone(),
+                    to: to.clone(),
+                    grows_only,
+                })
+            })
+            .collect()
+    }
+
+    /// Re-runs Q-RAM over the live sessions and applies what changes. Used after a session
+    /// ends, a node changes, or priorities change.
+    pub(crate) async fn rebalance(self: &Arc<Self>, allocator: &mut Allocator) {
+        let built = admission::build(&self.state(), None);
+        let allocation = match admission::solve(&built, allocator) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "re-allocation failed; set-points stay as they are");
+                return;
+            }
+        };
+        let decision = admission::decide(&built, &allocation);
+        allocator.remember(&decision);
+        let moves = self.plan_moves(&decision.setpoints);
+        let (raises, lowers): (Vec<Move>, Vec<Move>) =
+            moves.into_iter().partition(|m| m.grows_only);
+        self.apply_lowers(lowers).await;
+        self.apply_raises(raises).await;
+    }
+
+    /// Records a new set-point for a session and returns the reservations it implies.
+    fn commit_setpoint(&self, m: &Move) -> Option<(SessionRecord, Vec<Reservation>)> {
+        let mut state = self.state();
+        let record = state.sessions.get_mut(&m.id)?;
+        record.setpoint = m.to.clone();
+        record.setpoint_sequence += 1;
+        let reservations = (0..record.processes.len())
+            .map(|i| process_reservation(&record.variant, i, &m.to))
+            .collect();
+        let record = record.clone();
+        drop(state);
+        if let Err(e) = self.store().save_session(&record) {
+            tracing::error!(error = %e, session = %m.id, "cannot persist a set-point");
+        }
+        Some((record, reservations))
+    }
+
+    /// Lowering: tell every application, wait for the acks (bounded), then shrink.
+    async fn apply_lowers(self: &Arc<Self>, moves: Vec<Move>) {
+        let committed: Vec<_> = moves
+            .iter()
+            .filter_map(|m| self.commit_setpoint(m))
+            .collect();
+        join_all(committed.iter().map(|(record, reservations)| {
+            self.notify_setpoint(record, reservations, SetPointDirection::Lower, None)
+        }))
+        .await;
+        join_all(
+            committed
+                .iter()
+                .map(|(record, reservations)| self.resize_reservations(record.id, reservations)),
+        )
+        .await;
+    }
+
+    /// Raising: grow every reservation, then tell the applications.
+    async fn apply_raises(self: &Arc<Self>, moves: Vec<Move>) {
+        let committed: Vec<_> = moves
+            .iter()
+            .filter_map(|m| self.commit_setpoint(m))
+            .collect();
+        join_all(
+            committed
+                .iter()
+                .map(|(record, reservations)| self.resize_reservations(record.id, reservations)),
+        )
+        .await;
+        join_all(committed.iter().map(|(record, reservations)| {
+            self.notify_setpoint(record, reservations, SetPointDirection::Raise, None)
+        }))
+        .await;
+    }
+
+    /// Sends a session's set-point to each of its registered control ports and waits for
+    /// the acknowledgements, at most the ack timeout.
+    pub(crate) async fn notify_setpoint(
+        self: &Arc<Self>,
+        record: &SessionRecord,
+        reservations: &[Reservation],
+        direction: SetPointDirection,
+        only: Option<u32>,
+    ) {
+        let ports: Vec<(u32, sesco_proto::peer::Peer)> = {
+            let state = self.state();
+            (0..record.processes.len() as u32)
+                .filter(|p| only.is_none_or(|o| o == *p))
+                .filter_map(|p| {
+                    state
+                        .controls
+                        .get(&(record.id, p))
+                        .map(|peer| (p, peer.clone()))
+                })
+                .collect()
+        };
+        let setpoint = record.setpoint_view();
+        join_all(ports.into_iter().map(|(process, peer)| {
+            let change = SetPointChange {
+                session: record.id,
+                sequence: record.setpoint_sequence,
+                direction,
+                setpoint: setpoint.clone(),
+                reservation: reservations[process as usize].clone(),
+            };
+            async move {
+                self.emit(
+                    Some(record.id),
+                    None,
+                    EventKind::SetPointSent {
+                        process,
+                        sequence: change.sequence,
+                        direction,
+                        setpoint: change.setpoint.clone(),
+                    },
+                );
+                let sequence = change.sequence;
+                let sent = Instant::now();
+                let answer = peer
+                    .request_within(Request::ApplySetPoint(change), self.config.ack_timeout)
+                    .await;
+                match answer {
+                    Ok(Reply::SetPointAck(ack)) if ack.sequence == sequence => {
+                        self.mark_acked(record.id, process, sequence);
+                        self.emit(
+                            Some(record.id),
+                            None,
+                            EventKind::SetPointAcked { process, sequence },
+                        );
+                    }
+                    other => {
+                        tracing::warn!(session = %record.id, process, ?other, "no acknowledgement");
+                        self.emit(
+                            Some(record.id),
+                            None,
+                            EventKind::SetPointUnacknowledged {
+                                process,
+                                sequence,
+                                waited_ms: sent.elapsed().as_millis() as u64,
+                            },
+                        );
+                    }
+                }
+            }
+        }))
+        .await;
+    }
+
+    fn mark_acked(&self, id: SessionId, process: u32, sequence: u64) {
+        let mut state = self.state();
+        if let Some(p) = state
+            .sessions
+            .get_mut(&id)
+            .and_then(|s| s.processes.get_mut(process as usize))
+        {
+            p.acked_sequence = p.acked_sequence.max(sequence);
+        }
+    }
+
+    /// Has each process's node resize its reservation in place.
+    async fn resize_reservations(self: &Arc<Self>, id: SessionId, reservations: &[Reservation]) {
+        let targets: Vec<(u32, String, Reservation, Reservation)> = {
+            let state = self.state();
+            let Some(record) = state.sessions.get(&id) else {
+                return;
+            };
+            record
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.pid.is_some() && p.state == ProcessState::Running)
+                .map(|(i, p)| {
+                    (
+                        i as u32,
+                        p.node.clone(),
+                        p.reservation.clone(),
+                        reservations[i].clone(),
+                    )
+                })
+                .collect()
+        };
+        for (process, node, old, new) in targets {
+            let kind = resize(&old, &new);
+            if kind == Resize::Same {
+                continue;
+            }
+            let answer = self
+                .node_request(
+                    &node,
+                    Request::AlterReservation(ReservationChange {
+                        session: id,
+                        process,
+                        reservation: new.clone(),
+                    }),
+                )
+                .await;
+            if let Err(e) = answer {
+                tracing::error!(session = %id, process, node, error = %e, "cannot resize a reservation");
+                continue;
+            }
+            self.update_session(id, |record| {
+                record.processes[process as usize].reservation = new.clone();
+            });
+            let event = if kind == Resize::Grow {
+                EventKind::ReservationGrown {
+                    process,
+                    reservation: new,
+                }
+            } else {
+                EventKind::ReservationShrunk {
+                    process,
+                    reservation: new,
+                }
+            };
+            self.emit(Some(id), Some(&node), event);
+        }
+    }
+
+    /// Changes a live session's record and persists it.
+    pub(crate) fn update_session(&self, id: SessionId, change: impl FnOnce(&mut SessionRecord)) {
+        let record = {
+            let mut state = self.state();
+            let Some(record) = state.sessions.get_mut(&id) else {
+                return;
+            };
+            change(record);
+            record.clone()
+        };
+        if let Err(e) = self.store().save_session(&record) {
+            tracing::error!(error = %e, session = %id, "cannot persist a session");
+        }
+    }
+
+    /// Sends a request to a node's Lrmd, bounded in time.
+    pub(crate) async fn node_request(
+        &self,
+        node: &str,
+        request: Request,
+    ) -> Result<Reply, ErrorReply> {
+        let peer = self
+            .state()
+            .nodes
+            .get(node)
+            .and_then(|n| n.peer.clone())
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::Unavailable,
+                    format!("node {node} is not connected"),
+                )
+            })?;
+        peer.request_within(request, self.config.node_request_timeout)
+            .await
+    }
+
+    /// Steps 4–7: each process is started by its node in its reservation; pids are
+    /// persisted as they come.
+    async fn start_processes(self: &Arc<Self>, id: SessionId, token: &str) -> Result<(), String> {
+        let record = self
+            .state()
+            .sessions
+            .get(&id)
+            .cloned()
+            .ok_or("the session ended")?;
+        let unix_account = self
+            .state()
+            .user(&record.user)
+            .map(|u| u.unix_account.clone())
+            .ok_or("the session's user no longer exists")?;
+        let launches = record.processes.iter().enumerate().map(|(i, p)| {
+            let def = &record.variant.processes[i];
+            let mut env: BTreeMap<String, String> = def.env.clone();
+            env.insert("SESCO_SESSION_ID".into(), id.to_string());
+            env.insert("SESCO_SESSION_TOKEN".into(), token.to_string());
+            env.insert("SESCO_ADDR".into(), self.config.advertise.clone());
+            env.insert("SESCO_PROCESS".into(), i.to_string());
+            env.insert("SESCO_APPLICATION".into(), record.application.clone());
+            env.insert("SESCO_VARIANT".into(), record.variant.name.clone());
+            env.insert("SESCO_SETPOINT".into(), record.setpoint_view().to_string());
+            let launch = ProcessLaunch {
+                session: id,
+                process: i as u32,
+                process_name: def.name.clone(),
+                unix_account: unix_account.clone(),
+                argv: def.command.clone(),
+                env,
+                reservation: p.reservation.clone(),
+                setpoint: record.setpoint_view(),
+            };
+            let node = p.node.clone();
+            async move {
+                let answer = self
+                    .node_request(&node, Request::StartProcess(launch))
+                    .await;
+                (i as u32, node, answer)
+            }
+        });
+        let mut failure = None;
+        for (process, node, answer) in join_all(launches).await {
+            match answer {
+                Ok(Reply::ProcessStarted(started)) => {
+                    self.update_session(id, |record| {
+                        let p = &mut record.processes[process as usize];
+                        p.pid = Some(started.pid);
+                        p.cgroups = started.cgroups.clone();
+                        p.state = ProcessState::Running;
+                    });
+                    self.emit(
+                        Some(id),
+                        Some(&node),
+                        EventKind::ProcessStarted {
+                            process,
+                            pid: started.pid,
+                            cgroups: started.cgroups,
+                        },
+                    );
+                }
+                other => {
+                    let reason = match other {
+                        Err(e) => e.message,
+                        Ok(reply) => format!("unexpected answer {reply:?}"),
+                    };
+                    self.emit(
+                        Some(id),
+                        Some(&node),
+                        EventKind::ProcessStartFailed {
+                            process,
+                            reason: reason.clone(),
+                        },
+                    );
+                    failure.get_or_insert(format!("process {process} on {node}: {reason}"));
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            return Err(reason);
+        }
+        self.update_session(id, |record| {
+            if record.state == SessionState::Starting {
+                record.state = SessionState::Running;
+            }
+        });
+        Ok(())
+    }
+
+    /// Ends a session on request of `principal`.
+    pub async fn terminate_session(
+        self: &Arc<Self>,
+        principal: &Principal,
+        id: SessionId,
+    ) -> Result<(), ErrorReply> {
+        let record = self.visible_session(principal, id)?;
+        if !record.state.is_live() {
+            return Err(ErrorReply::new(
+                ErrorCode::Conflict,
+                format!("session {id} already ended ({})", record.state),
+            ));
+        }
+        let mut allocator = self.changes.lock().await;
+        let by = match principal {
+            Principal::User { name, .. } => name.clone(),
+            _ => "sesco".into(),
+        };
+        self.end_session(id, SessionState::Terminated, &format!("terminated by {by}"))
+            .await;
+        self.rebalance(&mut allocator).await;
+        Ok(())
+    }
+
+    /// Stops whatever still runs of a session, records how it ended, and forgets it.
+    /// The caller holds the `changes` lock and rebalances afterwards.
+    pub(crate) async fn end_session(
+        self: &Arc<Self>,
+        id: SessionId,
+        state: SessionState,
+        reason: &str,
+    ) {
+        let Some(record) = self.state().sessions.get(&id).cloned() else {
+            return;
+        };
+        let mut nodes: Vec<String> = record.processes.iter().map(|p| p.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        for node in nodes {
+            let answer = self
+                .node_request(
+                    &node,
+                    Request::StopSession(SessionStop {
+                        session: id,
+                        reason: reason.to_string(),
+                    }),
+                )
+                .await;
+            if let Err(e) = answer {
+                // The node will stop what it should not run when it reconnects.
+                tracing::warn!(session = %id, node, error = %e, "cannot stop a session's processes now");
+            }
+        }
+        let record = {
+            let mut st = self.state();
+            let Some(mut record) = st.sessions.remove(&id) else {
+                return;
+            };
+            st.controls.retain(|(s, _), _| *s != id);
+            record.state = state;
+            record.ended_ms = Some(now_ms());
+            record.end_reason = Some(reason.to_string());
+            for p in &mut record.processes {
+                p.state = ProcessState::Exited;
+            }
+            record
+        };
+        if let Err(e) = self.store().save_session(&record) {
+            tracing::error!(error = %e, session = %id, "cannot persist the end of a session");
+        }
+        self.emit(
+            Some(id),
+            None,
+            EventKind::SessionEnded {
+                state,
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    /// A node reports that a process ended by itself.
+    pub async fn process_exited(self: &Arc<Self>, node: &str, exit: ProcessExit) {
+        let mut allocator = self.changes.lock().await;
+        if self.handle_exit(node, exit).await {
+            self.rebalance(&mut allocator).await;
+        }
+    }
+
+    /// Records a process's exit and ends its session when that is the outcome. The caller
+    /// holds the `changes` lock; returns whether a session ended (and the caller should
+    /// rebalance).
+    pub(crate) async fn handle_exit(self: &Arc<Self>, node: &str, exit: ProcessExit) -> bool {
+        let known = self.state().sessions.get(&exit.session).is_some_and(|s| {
+            s.processes
+                .get(exit.process as usize)
+                .is_some_and(|p| p.node == node && p.pid == Some(exit.pid))
+        });
+        if !known {
+            tracing::debug!(session = %exit.session, pid = exit.pid, "exit of a process no live session owns");
+            return false;
+        }
+        self.update_session(exit.session, |record| {
+            let p = &mut record.processes[exit.process as usize];
+            p.state = ProcessState::Exited;
+            p.exit = Some(exit.status);
+        });
+        self.emit(
+            Some(exit.session),
+            Some(node),
+            EventKind::ProcessExited {
+                process: exit.process,
+                pid: exit.pid,
+                status: exit.status,
+                oom_killed: exit.oom_killed,
+            },
+        );
+        let Some(record) = self.state().sessions.get(&exit.session).cloned() else {
+            return false;
+        };
+        let all_done = record
+            .processes
+            .iter()
+            .all(|p| p.state == ProcessState::Exited);
+        if !exit.status.success() {
+            let reason = format!(
+                "process {} ({}) failed: {}{}",
+                exit.process,
+                record.variant.processes[exit.process as usize].name,
+                exit.status,
+                if exit.oom_killed {
+                    ", out of memory"
+                } else {
+                    ""
+                }
+            );
+            self.end_session(exit.session, SessionState::Failed, &reason)
+                .await;
+            true
+        } else if all_done {
+            self.end_session(
+                exit.session,
+                SessionState::Finished,
+                "every process exited successfully",
+            )
+            .await;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A session as clients see it.
+    pub fn view(&self, record: &SessionRecord) -> sesco_proto::session::SessionView {
+        let state = self.state();
+        record.view(|p| state.controls.contains_key(&(record.id, p)))
+    }
+}
