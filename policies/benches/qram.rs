@@ -1,1 +1,87 @@
-fn main() {}
+//! Single-threaded timings of the full solve, an incremental admission, a
+//! 262,144-point product space and the exact reference.
+//! Run: `cargo bench -p policies --bench qram`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use policies::exact::{ExactLimits, solve_exact};
+use policies::generate::{GeneratorConfig, SplitMix64, generate, product_space};
+use policies::{IncrementalOptions, QramState, Session, SetPointSpace};
+
+fn full(c: &mut Criterion) {
+    let mut group = c.benchmark_group("full");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    let p1 = generate(1, &GeneratorConfig::new(1000, (100, 100), 4, 4));
+    group.bench_function("1000x100x16", |b| {
+        b.iter(|| policies::solve(black_box(&p1)).unwrap())
+    });
+    let p2 = generate(2, &GeneratorConfig::new(10_000, (20, 20), 16, 4));
+    group.bench_function("10000x20x64", |b| {
+        b.iter(|| policies::solve(black_box(&p2)).unwrap())
+    });
+    group.finish();
+}
+
+fn incremental(c: &mut Criterion) {
+    let mut group = c.benchmark_group("incremental");
+    group.sample_size(20);
+    let mut p = generate(3, &GeneratorConfig::new(1001, (100, 100), 4, 4));
+    let newcomer = p.sessions.pop().unwrap();
+    let state = QramState::new(p, IncrementalOptions::default()).unwrap();
+    group.bench_function("admit_one_at_1000", |b| {
+        b.iter_batched(
+            || (state.clone(), newcomer.clone()),
+            |(mut s, n)| s.admit(n).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+fn product(c: &mut Criterion) {
+    let mut p = generate(4, &GeneratorConfig::new(100, (10, 20), 2, 4));
+    let mut rng = SplitMix64::new(4);
+    let space = product_space(
+        &mut rng,
+        6,
+        8,
+        &[0, 1, 2, 3],
+        p.resources[0].capacity / 100.0,
+    );
+    p.sessions.push(Session {
+        id: "video".into(),
+        weight: 2.0,
+        required: false,
+        options: vec![SetPointSpace::Product(space)],
+    });
+    c.bench_function("product_262144_with_100_sessions", |b| {
+        b.iter(|| policies::solve(black_box(&p)).unwrap())
+    });
+}
+
+fn exact(c: &mut Criterion) {
+    let mut group = c.benchmark_group("exact");
+    group.sample_size(10);
+    let mut config = GeneratorConfig::new(20, (4, 8), 1, 4);
+    config.tightness = (0.3, 0.5);
+    let p = generate(300, &config);
+    let limits = ExactLimits {
+        time_limit: None,
+        node_limit: Some(20_000),
+        ..ExactLimits::default()
+    };
+    group.bench_function("qram_20x8x4", |b| {
+        b.iter(|| policies::solve(black_box(&p)).unwrap())
+    });
+    group.bench_function("exact_20x8x4", |b| {
+        b.iter(|| solve_exact(black_box(&p), &limits, None).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, full, incremental, product, exact);
+criterion_main!(benches);

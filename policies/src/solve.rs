@@ -163,7 +163,7 @@ pub(crate) fn default_limits(cat: &Catalog, options: &SolveOptions) -> (usize, E
         .unwrap_or_else(|| (40_000_000 / work).clamp(6, 300) as usize);
     let budget = options
         .exchange_budget
-        .unwrap_or_else(|| (4 * work).max(2_000_000));
+        .unwrap_or_else(|| (20 * work).max(200_000));
     (
         iterations,
         ExchangeLimits {
@@ -236,7 +236,7 @@ pub(crate) fn solve_catalog(
 
     // Further penalty vectors: the Lagrangian prices perturbed per resource,
     // as many as the size of the problem allows.
-    let starts = (8_000_000 / catalog_work(cat).max(1)).min(12);
+    let starts = (400_000 / catalog_work(cat).max(1)).min(8);
     let mut rng = crate::generate::SplitMix64::new(0x5eed);
     for _ in 0..starts {
         let perturbed: Vec<f64> = prices
