@@ -1,1 +1,524 @@
-//! End-to-end tests live in tests/tests/.
+//! A real cluster for end-to-end tests: the `sesco` and `lrmd` binaries started on
+//! loopback with temporary directories, the demo world applied, and the demo applications
+//! where session users can run them.
+//!
+//! Tests that use it need root (Lrmd creates cgroups and starts processes as other
+//! users); [`require_root`] fails them with a clear message otherwise.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Unix accounts of the demo world.
+pub const DEMO_ACCOUNTS: [&str; 3] = ["sesco-admin", "sesco-alice", "sesco-bob"];
+/// Demo users' passwords (see scripts/demo-world.toml).
+pub const ALICE: (&str, &str) = ("alice", "alice-demo-password");
+pub const BOB: (&str, &str) = ("bob", "bob-demo-password");
+
+/// Fails the test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: Lrmd creates cgroups and runs processes as session users"
+    );
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// The directory holding the built binaries (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SESCO_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A built binary of the workspace, or a clear failure saying how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --workspace --bins --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// Creates the demo world's unix accounts if they are missing.
+pub fn ensure_accounts() {
+    for account in DEMO_ACCOUNTS {
+        let exists = Command::new("id")
+            .arg(account)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            let status = Command::new("useradd")
+                .args([
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    account,
+                ])
+                .status()
+                .expect("useradd runs");
+            // Another test may have created it meanwhile.
+            assert!(
+                status.success()
+                    || Command::new("id")
+                        .arg(account)
+                        .status()
+                        .is_ok_and(|s| s.success()),
+                "cannot create unix account {account}"
+            );
+        }
+    }
+}
+
+/// The uid of a unix account.
+pub fn uid_of(account: &str) -> u32 {
+    nix::unistd::User::from_name(account)
+        .expect("passwd is readable")
+        .unwrap_or_else(|| panic!("no unix account {account}"))
+        .uid
+        .as_raw()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("loopback is available")
+        .local_addr()
+        .expect("bound")
+        .port()
+}
+
+/// Polls `check` until it returns `Some`, or fails with `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How to start a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: Vec<String>,
+    pub node_timeout: &'static str,
+    pub ack_timeout: &'static str,
+    pub world: PathBuf,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            nodes: vec!["node-a".into()],
+            node_timeout: "5s",
+            ack_timeout: "2s",
+            world: workspace().join("scripts/demo-world.toml"),
+        }
+    }
+}
+
+/// One running Lrmd.
+pub struct Node {
+    pub name: String,
+    pub child: Option<Child>,
+    pub state_dir: PathBuf,
+    pub cgroup_base: String,
+}
+
+/// Sesco, its Lrmds and a temporary directory, stopped and cleaned when dropped.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub sesco: Option<Child>,
+    pub nodes: Vec<Node>,
+    pub apps: PathBuf,
+    pub options: ClusterOptions,
+    /// Distinguishes this cluster's cgroups from every other test's.
+    pub tag: String,
+}
+
+impl Cluster {
+    /// Sesco and one Lrmd (`node-a`), demo world applied.
+    pub fn start() -> Self {
+        Self::start_with(ClusterOptions::default())
+    }
+
+    pub fn start_with(options: ClusterOptions) -> Self {
+        require_root();
+        ensure_accounts();
+        let dir = tempfile::Builder::new()
+            .prefix("sesco-e2e-")
+            .tempdir()
+            .expect("a temporary directory");
+        // Session users must be able to reach the demo programs.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let apps = dir.path().join("apps");
+        std::fs::create_dir(&apps).expect("apps dir");
+        for app in ["encoder", "telemetry"] {
+            let from = bin_dir().join("examples").join(app);
+            assert!(
+                from.is_file(),
+                "{} is not built: run `cargo build --workspace --bins --examples` first",
+                from.display()
+            );
+            std::fs::copy(&from, apps.join(app)).expect("copy demo app");
+        }
+        let tag = format!(
+            "t{}x{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("sesco-e2e-")
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+        );
+        let mut cluster = Self {
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir,
+            sesco: None,
+            nodes: Vec::new(),
+            apps,
+            options: options.clone(),
+            tag,
+        };
+        cluster.start_sesco();
+        for name in &options.nodes {
+            cluster.start_node(name);
+        }
+        let world = options.world.clone();
+        let out = cluster.arq_as_admin(&["admin", "apply", "-f", world.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "applying the world failed: {}",
+            text(&out)
+        );
+        for name in &options.nodes {
+            cluster.wait_node_up(name);
+        }
+        cluster
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("sesco")
+    }
+
+    /// Starts (or restarts) Sesco on the cluster's address and data directory.
+    pub fn start_sesco(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("sesco.log"))
+            .expect("log");
+        let child = Command::new(binary("sesco"))
+            .args(["serve", "--listen", &self.addr])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--node-timeout", self.options.node_timeout])
+            .args(["--ack-timeout", self.options.ack_timeout])
+            .args(["--heartbeat", "250ms"])
+            .env("RUST_LOG", "info,sesco=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("sesco starts");
+        self.sesco = Some(child);
+        let addr = self.addr.clone();
+        wait_for("sesco to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(&addr).ok()
+        });
+    }
+
+    /// Starts (or restarts) the Lrmd of node `name`.
+    pub fn start_node(&mut self, name: &str) {
+        let state_dir = self.dir.path().join(format!("lrmd-{name}"));
+        let cgroup_base = format!("sesco-e2e/{}/{name}", self.tag);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("lrmd-{name}.log")))
+            .expect("log");
+        let child = Command::new(binary("lrmd"))
+            .args(["--sesco", &self.addr, "--node", name])
+            .arg("--cluster-key-file")
+            .arg(self.data_dir().join("cluster.key"))
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .args(["--cgroup-base", &cgroup_base])
+            .arg("--app-path")
+            .arg(&self.apps)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("lrmd starts");
+        match self.nodes.iter_mut().find(|n| n.name == name) {
+            Some(node) => node.child = Some(child),
+            None => self.nodes.push(Node {
+                name: name.to_string(),
+                child: Some(child),
+                state_dir,
+                cgroup_base,
+            }),
+        }
+    }
+
+    /// Waits until Sesco reports `name` up.
+    pub fn wait_node_up(&self, name: &str) {
+        wait_for(
+            &format!("node {name} to be up"),
+            Duration::from_secs(20),
+            || {
+                let nodes = self.arq_json_as_admin(&["nodes"]);
+                nodes
+                    .as_array()?
+                    .iter()
+                    .any(|n| n["name"] == name && n["state"] == "Up")
+                    .then_some(())
+            },
+        );
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// The first admin's password, written by Sesco on its first start.
+    pub fn admin_password_file(&self) -> PathBuf {
+        self.data_dir().join("admin-password")
+    }
+
+    fn password_file(&self, user: &str, password: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{user}.password"));
+        std::fs::write(&path, password).expect("password file");
+        path
+    }
+
+    /// Runs `arq` as `user` with `password`.
+    pub fn arq(&self, (user, password): (&str, &str), args: &[&str]) -> Output {
+        let file = self.password_file(user, password);
+        self.arq_with_file(user, &file, args)
+    }
+
+    pub fn arq_as_admin(&self, args: &[&str]) -> Output {
+        self.arq_with_file("admin", &self.admin_password_file(), args)
+    }
+
+    fn arq_with_file(&self, user: &str, password_file: &Path, args: &[&str]) -> Output {
+        Command::new(binary("arq"))
+            .env("SESCO_ADDR", &self.addr)
+            .env("SESCO_USER", user)
+            .env("SESCO_PASSWORD_FILE", password_file)
+            .env_remove("SESCO_TOKEN")
+            .env("HOME", self.dir.path())
+            .args(args)
+            .output()
+            .expect("arq runs")
+    }
+
+    /// Runs `arq --output json` and parses its output; fails the test on error.
+    pub fn arq_json(&self, who: (&str, &str), args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        parse_json(&self.arq(who, &all))
+    }
+
+    pub fn arq_json_as_admin(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        parse_json(&self.arq_as_admin(&all))
+    }
+
+    /// Requests a session as `who` and returns the admitted session's JSON.
+    pub fn request(&self, who: (&str, &str), args: &[&str]) -> Value {
+        let mut all = vec!["request"];
+        all.extend_from_slice(args);
+        let outcome = self.arq_json(who, &all);
+        outcome
+            .get("Admitted")
+            .and_then(|a| a.get("session"))
+            .cloned()
+            .unwrap_or_else(|| panic!("session not admitted: {outcome}"))
+    }
+
+    /// `arq show ID` as an admin.
+    pub fn show(&self, id: u64) -> Value {
+        self.arq_json_as_admin(&["show", &id.to_string()])
+    }
+
+    /// Kills Sesco with SIGKILL.
+    pub fn kill_sesco(&mut self) {
+        if let Some(mut child) = self.sesco.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills a node's Lrmd with SIGKILL.
+    pub fn kill_node(&mut self, name: &str) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"));
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The log of Sesco or of a node, for failure messages.
+    pub fn log(&self, which: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{which}.log"))).unwrap_or_default()
+    }
+
+    /// Every cgroup directory under this cluster's bases, on every hierarchy.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let base = format!("sesco-e2e/{}", self.tag);
+        for root in cgroup_roots() {
+            let dir = root.join(&base);
+            if dir.exists() {
+                collect_dirs(&dir, &mut found);
+            }
+        }
+        found
+    }
+}
+
+/// Mount points of cgroup hierarchies (v2 and every v1 controller).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, fstype) = (f.next()?, f.next()?, f.next()?);
+            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(point))
+        })
+        .collect()
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Stop every session first, so nothing is left running.
+        if self.sesco.is_some() {
+            let live = self.arq_json_as_admin(&["ls"]);
+            for s in live.as_array().into_iter().flatten() {
+                if let Some(id) = s["id"].as_u64() {
+                    let _ = self.arq_as_admin(&["terminate", &id.to_string()]);
+                }
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.kill_sesco();
+        // Whatever a failed test left: kill it and remove the cgroups, deepest first.
+        let mut leftovers = self.cgroups();
+        leftovers.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for dir in &leftovers {
+            for file in ["cgroup.procs", "tasks"] {
+                if let Ok(pids) = std::fs::read_to_string(dir.join(file)) {
+                    for pid in pids.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                        // SAFETY: kill has no memory effects.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        for dir in &leftovers {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// stdout and stderr of a command, for messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Parses a command's stdout as JSON, failing the test with its output otherwise.
+pub fn parse_json(out: &Output) -> Value {
+    assert!(out.status.success(), "command failed: {}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+}
+
+/// Whether a process exists.
+pub fn alive(pid: u32) -> bool {
+    // Zombies count as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The real uid of a running process.
+pub fn process_uid(pid: u32) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("process {pid} is gone: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+        .expect("a Uid line")
+}
