@@ -153,8 +153,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| RkError::io("create directory", dir, e))?;
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let mut f = File::create(&tmp).map_err(|e| RkError::io("create", &tmp, e))?;
+    // No fsync: the state directory describes live kernel objects that a reboot
+    // removes anyway; rename keeps readers from ever seeing a partial record.
     f.write_all(bytes)
-        .and_then(|_| f.sync_data())
         .map_err(|e| RkError::io("write", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RkError::io("rename", path, e))
 }
