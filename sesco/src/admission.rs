@@ -1,17 +1,24 @@
-//! From the world and the live sessions to a Q-RAM problem, and from its answer back to
-//! set-points and placements.
+//! From the world and the live sessions to Q-RAM, and from its answers back to set-points
+//! and placements.
 //!
 //! Resources are per node: `NODE/cpu` (CPUs, up to the node's schedulable bound minus its
 //! system reserve) and `NODE/memory` (MiB, minus its reserve). A session is one Q-RAM
-//! session whose options are product set-point spaces, one per (variant × placement):
-//! its QoS dimensions restricted to levels at or above its minimum, with each node's
-//! base demand being the sum over the processes placed there. A live session keeps its
-//! variant and placement and may only move between set-points; a newcomer may take any
-//! allowed variant on any placement that meets its processes' node requirements.
+//! session whose options are product set-point spaces, one per (variant × placement): its
+//! QoS dimensions restricted to the levels at or above its minimum, with each node's base
+//! demand being the sum over the processes placed there. A live session keeps its variant
+//! and placement and may only move between set-points; a newcomer may take any allowed
+//! variant on any placement that meets its processes' node requirements.
+//!
+//! The [`Allocator`] keeps a [`QramState`] between changes, so that an admission or a
+//! departure is an incremental step with hysteresis. Whenever the state no longer mirrors
+//! the live sessions (a node came or went, a weight changed), it is rebuilt with a full
+//! solve and the differences are applied like any other change.
+
+use std::collections::HashMap;
 
 use policies::{
-    Allocation, PointChoice, Problem, ProductSpace, QosDimension, QosLevel, Resource, Session,
-    SetPointSpace,
+    Explanation, IncrementalOptions, PointChoice, Problem, ProductSpace, QosDimension, QosLevel,
+    QramState, Resource, Session, SetPointRef, SetPointSpace, SolveError,
 };
 use sesco_proto::SessionId;
 use sesco_proto::node::NodeState;
@@ -22,54 +29,6 @@ use crate::coordinator::{NodeEntry, State};
 /// The most placements tried per variant for a newcomer.
 const MAX_PLACEMENTS: usize = 32;
 
-/// The Q-RAM state carried from one allocation change to the next.
-#[derive(Default)]
-pub struct Allocator {
-    /// The previous answer, per live session: its set-point.
-    previous: Vec<(SessionId, Vec<u32>)>,
-}
-
-impl Allocator {
-    /// Keeps a decision as the starting point of the next change.
-    pub fn remember(&mut self, decision: &Decision) {
-        self.previous = decision.setpoints.clone();
-    }
-}
-
-/// Solves a built problem.
-pub fn solve(
-    built: &Built,
-    _allocator: &mut Allocator,
-) -> Result<Allocation, policies::SolveError> {
-    policies::solve(&built.problem)
-}
-
-/// Resources that keep the newcomer out: those its least demanding set-point needs more
-/// of than the admitted sessions leave free.
-pub fn rejection_binding(built: &Built, allocation: &Allocation) -> Vec<String> {
-    let Some(newcomer) = built
-        .entries
-        .iter()
-        .position(|e| matches!(e, Entry::Newcomer { .. }))
-    else {
-        return Vec::new();
-    };
-    let problem = &built.problem;
-    let mut binding = Vec::new();
-    for space in &problem.sessions[newcomer].options {
-        let SetPointSpace::Product(p) = space else {
-            continue;
-        };
-        for (r, need) in policies::majorant::product_min_demand(p) {
-            let free = problem.resources[r].capacity - allocation.usage[r];
-            if need > free + 1e-9 && !binding.contains(&problem.resources[r].name) {
-                binding.push(problem.resources[r].name.clone());
-            }
-        }
-    }
-    binding
-}
-
 /// A session asking to be admitted.
 pub struct Newcomer {
     pub weight: f64,
@@ -77,36 +36,58 @@ pub struct Newcomer {
     pub variants: Vec<(VariantDef, Vec<u32>)>,
 }
 
-/// What one problem session stands for.
-enum Entry {
-    Live(SessionId),
-    Newcomer {
-        /// Per option: (index into the newcomer's variants, placement).
-        options: Vec<(usize, Vec<String>)>,
-    },
-}
-
-/// A problem built from Sesco's state, with what is needed to read its answer.
-pub struct Built {
-    pub problem: Problem,
-    entries: Vec<Entry>,
-    /// Minimum level per dimension, per problem session and option.
-    minimums: Vec<Vec<Vec<u32>>>,
-}
-
-/// The newcomer's place in an answer.
+/// Where the newcomer runs and at which set-point.
+#[derive(Debug, Clone)]
 pub struct Placement {
+    /// Index into the newcomer's variants.
     pub variant: usize,
     pub placement: Vec<String>,
     pub setpoint: Vec<u32>,
 }
 
-/// An answer, read back into Sesco's terms.
+/// What an allocation change decided.
+#[derive(Debug, Default)]
 pub struct Decision {
-    /// Where and at which set-point the newcomer runs, if admitted.
+    /// The newcomer's placement, when one was asked for and admitted.
     pub newcomer: Option<Placement>,
-    /// Every live session's set-point in the answer.
-    pub setpoints: Vec<(SessionId, Vec<u32>)>,
+    /// Live sessions whose set-point changes, with their new set-point.
+    pub moves: Vec<(SessionId, Vec<u32>)>,
+    /// For a rejected newcomer: the resources it lacks, most short first.
+    pub binding: Vec<String>,
+    /// For a rejected newcomer: why, in words.
+    pub rejection: Option<String>,
+    /// Marginal utility of every resource.
+    pub shadow_prices: Vec<(String, f64)>,
+}
+
+/// What each option of a Q-RAM session stands for.
+#[derive(Debug, Clone)]
+struct Options {
+    /// Per option: (variant index, placement, minimum level per dimension).
+    spaces: Vec<(usize, Vec<String>, Vec<u32>)>,
+}
+
+impl Options {
+    /// The set-point a choice means.
+    fn setpoint(&self, choice: &SetPointRef) -> (usize, Vec<String>, Vec<u32>) {
+        let (variant, placement, minimum) = &self.spaces[choice.space];
+        let PointChoice::Levels(levels) = &choice.point else {
+            unreachable!("sesco builds only product spaces")
+        };
+        let setpoint = levels
+            .iter()
+            .zip(minimum)
+            .map(|(&l, &min)| l as u32 + min)
+            .collect();
+        (*variant, placement.clone(), setpoint)
+    }
+}
+
+/// The Q-RAM state carried from one allocation change to the next.
+#[derive(Default)]
+pub struct Allocator {
+    qram: Option<QramState>,
+    options: HashMap<String, Options>,
 }
 
 /// Resource names of a node.
@@ -122,8 +103,7 @@ fn usable(entry: &NodeEntry) -> bool {
     entry.state == NodeState::Up && entry.hardware.is_some()
 }
 
-/// Builds the problem: every live session on usable nodes, plus the newcomer if any.
-pub fn build(state: &State, newcomer: Option<&Newcomer>) -> Built {
+fn resources(state: &State) -> Vec<Resource> {
     let mut resources = Vec::new();
     for (name, entry) in &state.nodes {
         if usable(entry) {
@@ -137,56 +117,254 @@ pub fn build(state: &State, newcomer: Option<&Newcomer>) -> Built {
             });
         }
     }
+    resources
+}
+
+/// Every live session whose nodes are usable, as Q-RAM sessions with their options.
+fn live_sessions(state: &State, resources: &[Resource]) -> Vec<(Session, Options)> {
     let index_of = |name: &str| resources.iter().position(|r| r.name == name);
-    let mut sessions = Vec::new();
-    let mut entries = Vec::new();
-    let mut minimums = Vec::new();
-    for record in state.sessions.values() {
-        let placement = record.placement();
-        let Some(space) = product_space(&record.variant, &placement, &record.minimum, &index_of)
-        else {
-            // Its node is not usable right now: it keeps what it has, outside the problem.
-            continue;
+    state
+        .sessions
+        .values()
+        .filter_map(|record| {
+            let placement = record.placement();
+            // A session on a node that is not usable keeps what it has, outside the problem.
+            let space = product_space(&record.variant, &placement, &record.minimum, &index_of)?;
+            Some((
+                Session {
+                    id: record.id.to_string(),
+                    weight: record.weight,
+                    required: true,
+                    options: vec![SetPointSpace::Product(space)],
+                },
+                Options {
+                    spaces: vec![(0, placement, record.minimum.clone())],
+                },
+            ))
+        })
+        .collect()
+}
+
+impl Allocator {
+    /// Makes the Q-RAM state mirror the live sessions, rebuilding it with a full solve
+    /// when it does not; returns the moves the rebuild decided.
+    fn sync(&mut self, state: &State) -> Result<Vec<(SessionId, Vec<u32>)>, SolveError> {
+        let resources = resources(state);
+        let live = live_sessions(state, &resources);
+        if let Some(qram) = &self.qram
+            && mirrors(qram, state, &resources, &live, &self.options)
+        {
+            return Ok(Vec::new());
+        }
+        let problem = Problem {
+            resources,
+            sessions: live.iter().map(|(s, _)| s.clone()).collect(),
         };
-        sessions.push(Session {
-            id: record.id.to_string(),
-            weight: record.weight,
-            required: true,
-            options: vec![SetPointSpace::Product(space)],
-        });
-        entries.push(Entry::Live(record.id));
-        minimums.push(vec![record.minimum.clone()]);
+        self.qram = None;
+        let qram = QramState::new(problem, IncrementalOptions::default())?;
+        self.options = live.into_iter().map(|(s, o)| (s.id, o)).collect();
+        let moves = self.current_moves(&qram, state);
+        self.qram = Some(qram);
+        Ok(moves)
     }
-    if let Some(newcomer) = newcomer {
-        let mut options = Vec::new();
+
+    /// Live sessions whose set-point in `qram` differs from their record.
+    fn current_moves(&self, qram: &QramState, state: &State) -> Vec<(SessionId, Vec<u32>)> {
+        let allocation = qram.allocation();
+        qram.problem()
+            .sessions
+            .iter()
+            .zip(&allocation.sessions)
+            .filter_map(|(session, answer)| {
+                let id = SessionId(session.id.parse().ok()?);
+                let (_, _, setpoint) = self
+                    .options
+                    .get(&session.id)?
+                    .setpoint(answer.choice.as_ref()?);
+                let record = state.sessions.get(&id)?;
+                (record.setpoint != setpoint).then_some((id, setpoint))
+            })
+            .collect()
+    }
+
+    fn moves_of(&self, changes: &[policies::Change]) -> Vec<(SessionId, Vec<u32>)> {
+        changes
+            .iter()
+            .filter_map(|c| {
+                let id = SessionId(c.id.parse().ok()?);
+                let (_, _, setpoint) = self.options.get(&c.id)?.setpoint(c.to.as_ref()?);
+                Some((id, setpoint))
+            })
+            .collect()
+    }
+
+    /// Steps 1–2: can `id` be admitted, where, at which set-point, and who moves. A
+    /// dry run leaves the state as it was.
+    pub fn admit(
+        &mut self,
+        state: &State,
+        id: SessionId,
+        newcomer: &Newcomer,
+        dry_run: bool,
+    ) -> Result<Decision, SolveError> {
+        let mut moves = self.sync(state)?;
+        let qram = self.qram.as_ref().expect("synced");
+        let resources = qram.problem().resources.clone();
+        let index_of = |name: &str| resources.iter().position(|r| r.name == name);
         let mut spaces = Vec::new();
-        let mut mins = Vec::new();
+        let mut options = Options { spaces: Vec::new() };
         for (v, (variant, minimum)) in newcomer.variants.iter().enumerate() {
             for placement in placements(state, variant) {
                 if let Some(space) = product_space(variant, &placement, minimum, &index_of) {
                     spaces.push(SetPointSpace::Product(space));
-                    options.push((v, placement));
-                    mins.push(minimum.clone());
+                    options.spaces.push((v, placement, minimum.clone()));
                 }
             }
         }
-        sessions.push(Session {
-            id: "newcomer".into(),
+        let session = Session {
+            id: id.to_string(),
             weight: newcomer.weight,
             required: false,
             options: spaces,
+        };
+        let mut trial;
+        let qram = if dry_run {
+            trial = self.qram.clone().expect("synced");
+            &mut trial
+        } else {
+            self.qram.as_mut().expect("synced")
+        };
+        let admission = qram.admit(session)?;
+        let shadow_prices = shadow_prices(&admission.explanation);
+        if !admission.admitted {
+            let (binding, rejection) = match &admission.explanation {
+                Explanation::Rejected { reason, binding } => {
+                    let why = match reason {
+                        policies::RejectionReason::NoSetPoint => {
+                            "no node that is up meets its processes' node requirements".to_string()
+                        }
+                        policies::RejectionReason::DoesNotFit => format!(
+                            "its lowest acceptable set-point needs more {} than is left, even with every running session at its minimum",
+                            binding.join(", ")
+                        ),
+                        policies::RejectionReason::OutweighedByOthers => format!(
+                            "making room for it on {} would cost running sessions more utility than it brings",
+                            binding.join(", ")
+                        ),
+                    };
+                    (binding.clone(), why)
+                }
+                Explanation::Admitted { .. } => (Vec::new(), "rejected".to_string()),
+            };
+            return Ok(Decision {
+                moves,
+                binding,
+                rejection: Some(rejection),
+                shadow_prices,
+                ..Decision::default()
+            });
+        }
+        let key = id.to_string();
+        let mut newcomer_placement = None;
+        for change in &admission.changes {
+            if change.id == key {
+                let (variant, placement, setpoint) =
+                    options.setpoint(change.to.as_ref().expect("admitted"));
+                newcomer_placement = Some(Placement {
+                    variant,
+                    placement,
+                    setpoint,
+                });
+            }
+        }
+        if !dry_run {
+            self.options.insert(key.clone(), options);
+        }
+        moves.retain(|(s, _)| !admission.changes.iter().any(|c| c.id == s.to_string()));
+        let others: Vec<_> = admission
+            .changes
+            .into_iter()
+            .filter(|c| c.id != key)
+            .collect();
+        moves.extend(self.moves_of(&others));
+        Ok(Decision {
+            newcomer: newcomer_placement,
+            moves,
+            shadow_prices,
+            ..Decision::default()
+        })
+    }
+
+    /// A session left: the others may take up its room.
+    pub fn remove(&mut self, state: &State, id: SessionId) -> Result<Decision, SolveError> {
+        let key = id.to_string();
+        let known = self
+            .qram
+            .as_ref()
+            .is_some_and(|q| q.problem().sessions.iter().any(|s| s.id == key));
+        let mut moves = Vec::new();
+        if known {
+            let changes = self.qram.as_mut().expect("known").remove(&key)?;
+            self.options.remove(&key);
+            moves = self.moves_of(&changes);
+        }
+        // Anything else that changed meanwhile (nodes, weights) is taken in too.
+        for m in self.sync(state)? {
+            moves.retain(|(s, _)| *s != m.0);
+            moves.push(m);
+        }
+        Ok(Decision {
+            moves,
+            ..Decision::default()
+        })
+    }
+
+    /// Re-allocates from scratch (a node came or went, priorities changed).
+    pub fn rebalance(&mut self, state: &State) -> Result<Decision, SolveError> {
+        Ok(Decision {
+            moves: self.sync(state)?,
+            ..Decision::default()
+        })
+    }
+}
+
+fn shadow_prices(explanation: &Explanation) -> Vec<(String, f64)> {
+    match explanation {
+        Explanation::Admitted { shadow_prices, .. } => shadow_prices
+            .iter()
+            .map(|p| (p.resource.clone(), p.shadow_price))
+            .collect(),
+        Explanation::Rejected { .. } => Vec::new(),
+    }
+}
+
+/// Whether the Q-RAM state still describes the live sessions: same resources and
+/// capacities, same sessions with the same weights and options, same set-points.
+fn mirrors(
+    qram: &QramState,
+    state: &State,
+    resources: &[Resource],
+    live: &[(Session, Options)],
+    known: &HashMap<String, Options>,
+) -> bool {
+    let problem = qram.problem();
+    if problem.resources != resources || problem.sessions.len() != live.len() {
+        return false;
+    }
+    let allocation = qram.allocation();
+    live.iter().all(|(session, _)| {
+        let Some(i) = problem.sessions.iter().position(|s| s.id == session.id) else {
+            return false;
+        };
+        let ours = &problem.sessions[i];
+        let same = ours.weight == session.weight && ours.options == session.options;
+        let placed = allocation.sessions[i].choice.as_ref().and_then(|choice| {
+            let (_, _, setpoint) = known.get(&session.id)?.setpoint(choice);
+            let id = SessionId(session.id.parse().ok()?);
+            Some(state.sessions.get(&id)?.setpoint == setpoint)
         });
-        entries.push(Entry::Newcomer { options });
-        minimums.push(mins);
-    }
-    Built {
-        problem: Problem {
-            resources,
-            sessions,
-        },
-        entries,
-        minimums,
-    }
+        same && placed == Some(true)
+    })
 }
 
 /// The product space of a variant on a placement, from `minimum` up. `None` when a node
@@ -300,38 +478,4 @@ fn free_cpu(state: &State, name: &str, entry: &NodeEntry) -> f64 {
         .map(|p| p.reservation.cpu.cpus())
         .sum();
     entry.cpu_capacity() - reserved
-}
-
-/// Reads an allocation back into set-points and the newcomer's placement.
-pub fn decide(built: &Built, allocation: &Allocation) -> Decision {
-    let mut decision = Decision {
-        newcomer: None,
-        setpoints: Vec::new(),
-    };
-    for (i, (entry, answer)) in built.entries.iter().zip(&allocation.sessions).enumerate() {
-        let Some(choice) = &answer.choice else {
-            continue;
-        };
-        let PointChoice::Levels(levels) = &choice.point else {
-            unreachable!("sesco builds only product spaces")
-        };
-        let minimum = &built.minimums[i][choice.space];
-        let setpoint: Vec<u32> = levels
-            .iter()
-            .zip(minimum)
-            .map(|(&l, &min)| l as u32 + min)
-            .collect();
-        match entry {
-            Entry::Live(id) => decision.setpoints.push((*id, setpoint)),
-            Entry::Newcomer { options } => {
-                let (variant, placement) = options[choice.space].clone();
-                decision.newcomer = Some(Placement {
-                    variant,
-                    placement,
-                    setpoint,
-                });
-            }
-        }
-    }
-    decision
 }

@@ -20,7 +20,7 @@ use sesco_proto::session::{
 };
 use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 
-use crate::admission::{self, Allocator, Newcomer};
+use crate::admission::{Allocator, Newcomer};
 use crate::auth;
 use crate::coordinator::{Coordinator, Principal, internal, now_ms};
 use crate::session::{
@@ -89,31 +89,31 @@ impl Coordinator {
         let newcomer = self.newcomer(user, &request)?;
         let mut allocator = self.changes.lock().await;
 
+        let id = self.store().next_session_id().map_err(internal)?;
         let started = Instant::now();
-        let built = admission::build(&self.state(), Some(&newcomer));
-        let allocation = admission::solve(&built, &mut allocator)
-            .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("allocation failed: {e}")))?;
-        let decision = admission::decide(&built, &allocation);
+        let decision = {
+            let state = self.state();
+            allocator.admit(&state, id, &newcomer, request.dry_run)
+        }
+        .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("allocation failed: {e}")))?;
         tracing::debug!(
             elapsed_us = started.elapsed().as_micros() as u64,
-            "q-ram solved"
+            "q-ram decided"
         );
+        let shadow_prices: Vec<ShadowPrice> = decision
+            .shadow_prices
+            .iter()
+            .map(|(resource, price)| ShadowPrice {
+                resource: resource.clone(),
+                price: *price,
+            })
+            .collect();
 
-        let Some(placement) = decision.newcomer.as_ref() else {
-            let binding = admission::rejection_binding(&built, &allocation);
-            let reason = if built
-                .problem
-                .sessions
-                .last()
-                .is_none_or(|s| s.options.is_empty())
-            {
-                "no node that is up meets the variant's node requirements".to_string()
-            } else {
-                format!(
-                    "not enough {} for its lowest acceptable set-point",
-                    binding.join(", ")
-                )
-            };
+        let Some(placement) = decision.newcomer.clone() else {
+            let reason = decision
+                .rejection
+                .clone()
+                .unwrap_or_else(|| "rejected".to_string());
             if !request.dry_run {
                 self.emit(
                     None,
@@ -121,16 +121,20 @@ impl Coordinator {
                     EventKind::SessionRejected {
                         user: user.to_string(),
                         application: request.application.clone(),
-                        binding: binding.clone(),
+                        binding: decision.binding.clone(),
                         reason: reason.clone(),
                     },
                 );
+                self.apply_moves(&decision.moves).await;
             }
-            return Ok(AdmissionOutcome::Rejected { binding, reason });
+            return Ok(AdmissionOutcome::Rejected {
+                binding: decision.binding,
+                reason,
+            });
         };
 
         let (variant, minimum) = newcomer.variants[placement.variant].clone();
-        let moves = self.plan_moves(&decision.setpoints);
+        let moves = self.plan_moves(&decision.moves);
         let shifts: Vec<SetPointShift> = moves
             .iter()
             .filter_map(|m| {
@@ -143,20 +147,9 @@ impl Coordinator {
                 })
             })
             .collect();
-        let shadow_prices = built
-            .problem
-            .resources
-            .iter()
-            .zip(&allocation.shadow_prices)
-            .map(|(r, &price)| ShadowPrice {
-                resource: r.name.clone(),
-                price,
-            })
-            .collect();
-
         let token = auth::new_secret();
         let mut record = SessionRecord {
-            id: SessionId(0),
+            id,
             user: user.to_string(),
             application: request.application.clone(),
             weight: newcomer.weight,
@@ -188,6 +181,8 @@ impl Coordinator {
             request_key: request.request_key.clone(),
         };
         if request.dry_run {
+            // Nothing is created: the session has no id yet.
+            record.id = SessionId(0);
             return Ok(AdmissionOutcome::Admitted {
                 session: Box::new(self.view(&record)),
                 shifts,
@@ -196,7 +191,7 @@ impl Coordinator {
         }
 
         // Step 2 is decided: persist the newcomer and everyone's new set-points.
-        let id = self.store().insert_session(&mut record).map_err(internal)?;
+        self.store().insert_session(&record).map_err(internal)?;
         self.state().sessions.insert(id, record.clone());
         self.emit(
             Some(id),
@@ -209,7 +204,6 @@ impl Coordinator {
                 utility: record.utility(),
             },
         );
-        allocator.remember(&decision);
 
         // Step 3: sessions that lose adapt, then shrink.
         let (raises, lowers): (Vec<Move>, Vec<Move>) =
@@ -219,7 +213,7 @@ impl Coordinator {
         // Steps 4–7: start the newcomer's processes.
         if let Err(reason) = self.start_processes(id, &token).await {
             self.end_session(id, SessionState::Failed, &reason).await;
-            self.rebalance(&mut allocator).await;
+            self.release(&mut allocator, id).await;
             return Err(ErrorReply::new(
                 ErrorCode::Unavailable,
                 format!("session {id} could not start: {reason}"),
@@ -326,20 +320,33 @@ impl Coordinator {
             .collect()
     }
 
-    /// Re-runs Q-RAM over the live sessions and applies what changes. Used after a session
-    /// ends, a node changes, or priorities change.
+    /// Re-runs Q-RAM over the live sessions from scratch and applies what changes. Used
+    /// after a node comes or goes, or priorities change.
     pub(crate) async fn rebalance(self: &Arc<Self>, allocator: &mut Allocator) {
-        let built = admission::build(&self.state(), None);
-        let allocation = match admission::solve(&built, allocator) {
-            Ok(a) => a,
+        let decision = allocator.rebalance(&self.state());
+        match decision {
+            Ok(decision) => self.apply_moves(&decision.moves).await,
             Err(e) => {
-                tracing::error!(error = %e, "re-allocation failed; set-points stay as they are");
-                return;
+                tracing::error!(error = %e, "re-allocation failed; set-points stay as they are")
             }
-        };
-        let decision = admission::decide(&built, &allocation);
-        allocator.remember(&decision);
-        let moves = self.plan_moves(&decision.setpoints);
+        }
+    }
+
+    /// A session has ended: the others may take up its room (an incremental step).
+    pub(crate) async fn release(self: &Arc<Self>, allocator: &mut Allocator, id: SessionId) {
+        let decision = allocator.remove(&self.state(), id);
+        match decision {
+            Ok(decision) => self.apply_moves(&decision.moves).await,
+            Err(e) => {
+                tracing::error!(error = %e, "re-allocation failed; set-points stay as they are")
+            }
+        }
+    }
+
+    /// Carries out set-point moves: losers adapt then shrink, then winners grow then
+    /// adapt.
+    async fn apply_moves(self: &Arc<Self>, moves: &[(SessionId, Vec<u32>)]) {
+        let moves = self.plan_moves(moves);
         let (raises, lowers): (Vec<Move>, Vec<Move>) =
             moves.into_iter().partition(|m| m.grows_only);
         self.apply_lowers(lowers).await;
@@ -688,7 +695,7 @@ impl Coordinator {
         };
         self.end_session(id, SessionState::Terminated, &format!("terminated by {by}"))
             .await;
-        self.rebalance(&mut allocator).await;
+        self.release(&mut allocator, id).await;
         Ok(())
     }
 
@@ -751,8 +758,9 @@ impl Coordinator {
     /// A node reports that a process ended by itself.
     pub async fn process_exited(self: &Arc<Self>, node: &str, exit: ProcessExit) {
         let mut allocator = self.changes.lock().await;
+        let session = exit.session;
         if self.handle_exit(node, exit).await {
-            self.rebalance(&mut allocator).await;
+            self.release(&mut allocator, session).await;
         }
     }
 

@@ -106,8 +106,9 @@ struct ServeArgs {
 #[derive(Subcommand)]
 enum QramCommand {
     /// Solve one instance file and print {"choice", "utility", "solve_us"} as JSON.
+    #[command(after_long_help = qram_cmd::FORMAT_HELP)]
     Solve {
-        /// Instance file (JSON, see ARCHITECTURE.md).
+        /// Instance file (JSON, see docs/qram.md).
         file: PathBuf,
     },
 }

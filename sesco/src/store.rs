@@ -219,21 +219,30 @@ impl Store {
 
     // ---- sessions ---------------------------------------------------------------------
 
-    /// Stores a new session and gives it its id (written into the record).
-    pub fn insert_session(&mut self, record: &mut SessionRecord) -> Result<SessionId> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO sessions (user, live, request_key, record) VALUES (?1, 1, ?2, '{}')",
-            params![record.user, record.request_key],
+    /// The id the next session will get. Only the holder of the allocation lock inserts
+    /// sessions, so it stays free until then.
+    pub fn next_session_id(&self) -> Result<SessionId> {
+        let max: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM sessions", [], |r| {
+                    r.get(0)
+                })?;
+        Ok(SessionId(max as u64 + 1))
+    }
+
+    /// Stores a new session under its id.
+    pub fn insert_session(&self, record: &SessionRecord) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO sessions (id, user, live, request_key, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                record.id.0 as i64,
+                record.user,
+                record.state.is_live(),
+                record.request_key,
+                serde_json::to_string(record)?
+            ],
         )?;
-        let id = SessionId(tx.last_insert_rowid() as u64);
-        record.id = id;
-        tx.execute(
-            "UPDATE sessions SET record = ?2 WHERE id = ?1",
-            params![id.0 as i64, serde_json::to_string(record)?],
-        )?;
-        tx.commit()?;
-        Ok(id)
+        Ok(())
     }
 
     /// Writes a session's current record.
