@@ -77,10 +77,6 @@ pub enum EventKind {
         process: u32,
         reservation: Reservation,
     },
-    QosReported {
-        process: u32,
-        achieved: Vec<(String, f64)>,
-    },
     ProcessRestarting {
         process: u32,
         attempt: u32,
@@ -192,13 +188,6 @@ impl fmt::Display for EventKind {
                 process,
                 reservation,
             } => write!(f, "reservation of process {process} grown to {reservation}"),
-            Self::QosReported { process, achieved } => {
-                write!(f, "process {process} achieves")?;
-                for (name, value) in achieved {
-                    write!(f, " {name}={value:.2}")?;
-                }
-                Ok(())
-            }
             Self::ProcessRestarting {
                 process,
                 attempt,

@@ -227,6 +227,8 @@ pub struct ProcessView {
     pub control_registered: bool,
     /// Resource use last reported by its node.
     pub usage: Option<ProcessUsage>,
+    /// The QoS the application last reported achieving, e.g. `frame_rate = 29.7`.
+    pub achieved: Vec<(String, f64)>,
 }
 
 /// Resource use of one process, as measured by its node's resource kernel.

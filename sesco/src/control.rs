@@ -55,15 +55,16 @@ impl Coordinator {
         }
     }
 
-    /// The application reports the QoS it achieves.
+    /// The application reports the QoS it achieves. Kept with the process (it is a
+    /// measurement, not a change, so it is not an event).
     pub fn report_qos(&self, session: SessionId, process: u32, report: QosReport) {
-        self.emit(
-            Some(session),
-            None,
-            EventKind::QosReported {
-                process,
-                achieved: report.achieved,
-            },
-        );
+        let mut state = self.state();
+        if let Some(p) = state
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.processes.get_mut(process as usize))
+        {
+            p.achieved = report.achieved;
+        }
     }
 }

@@ -169,6 +169,7 @@ impl Coordinator {
                     restarts: 0,
                     acked_sequence: 0,
                     usage: None,
+                    achieved: Vec::new(),
                 })
                 .collect(),
             variant,

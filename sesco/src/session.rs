@@ -25,6 +25,9 @@ pub struct ProcessRecord {
     /// The last set-point sequence the process acknowledged.
     pub acked_sequence: u64,
     pub usage: Option<ProcessUsage>,
+    /// The QoS the application last reported achieving.
+    #[serde(default)]
+    pub achieved: Vec<(String, f64)>,
 }
 
 /// A session, as persisted.
@@ -99,6 +102,7 @@ impl SessionRecord {
                     exit: p.exit,
                     control_registered: control_registered(i as u32),
                     usage: p.usage,
+                    achieved: p.achieved.clone(),
                 })
                 .collect(),
             created_ms: self.created_ms,

@@ -238,11 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?
         }
-        Command::Events { since, limit } => {
-            for event in client.list_events(since, limit).await? {
-                out.event(&event)?;
-            }
-        }
+        Command::Events { since, limit } => out.events(&client.list_events(since, limit).await?)?,
         Command::Apps => out.applications(&client.list_applications().await?)?,
         Command::Nodes => out.nodes(&client.list_nodes().await?)?,
         Command::Admin(command) => admin(&client, &out, command).await?,

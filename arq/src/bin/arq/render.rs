@@ -65,6 +65,14 @@ fn process_line(p: &ProcessView) -> String {
             u.throttled_us / 1000
         ));
     }
+    if !p.achieved.is_empty() {
+        let achieved: Vec<String> = p
+            .achieved
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.1}"))
+            .collect();
+        line.push_str(&format!("\n    achieves     {}", achieved.join(", ")));
+    }
     if let Some(exit) = &p.exit {
         line.push_str(&format!("\n    exit         {exit}"));
     }
@@ -227,6 +235,15 @@ impl Output {
         Ok(())
     }
 
+    /// A list of events: one JSON array, or one line each.
+    pub fn events(&self, events: &[Event]) -> anyhow::Result<()> {
+        if self.json {
+            return self.print_json(&events);
+        }
+        events.iter().try_for_each(|e| self.event(e))
+    }
+
+    /// One event: one JSON object per line (for streams), or one line of text.
     pub fn event(&self, e: &Event) -> anyhow::Result<()> {
         if self.json {
             return self.print_json(e);
