@@ -550,6 +550,20 @@ fn lifecycle_rk_exec_reports_usage_and_propagates_status() {
 // ---------------------------------------------------------------------------------
 // enforcement (run one at a time)
 
+/// Enforcement tests measure timing and share the real-time partition: they take
+/// this host-wide lock so that they run one at a time whatever the test runner does.
+fn serial() -> nix::fcntl::Flock<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/rk-enforcement-tests.lock")
+        .expect("open the enforcement lock");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("take the enforcement lock")
+}
+
 /// Busy loops outside any reservation, one per CPU, optionally pinned.
 fn busy_loops(host: &Host, seconds: u64, pin: Option<u32>) -> Vec<Reaped> {
     (0..host.online_cpu_count())
@@ -570,6 +584,16 @@ fn busy_loops(host: &Host, seconds: u64, pin: Option<u32>) -> Vec<Reaped> {
             child
         })
         .collect()
+}
+
+/// Time the hypervisor stole from `cpu` (the `steal` column of /proc/stat), in ticks.
+fn steal_ticks(cpu: u32) -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&format!("cpu{cpu}")))
+        .unwrap();
+    line.split_whitespace().nth(8).unwrap().parse().unwrap()
 }
 
 fn probe_json(child: Reaped) -> (serde_json::Value, std::process::ExitStatus) {
@@ -601,6 +625,7 @@ fn spawn_piped(r: &Reservation, argv: &[&str], opts: &SpawnOptions) -> Reaped {
 
 #[test]
 fn enforcement_bandwidth_30_percent_under_contention() {
+    let _serial = serial();
     let host = require_cgroups();
     let k = TestKernel::new("bw30");
     let _busy = busy_loops(&host, 14, None);
@@ -632,6 +657,7 @@ fn enforcement_bandwidth_30_percent_under_contention() {
 
 #[test]
 fn enforcement_deadline_2ms_every_10ms_meets_every_deadline() {
+    let _serial = serial();
     let host = require_deadline();
     let k = TestKernel::new("dl");
     // One deadline task (the probe); busy loops share its CPU without a deadline.
@@ -648,6 +674,7 @@ fn enforcement_deadline_2ms_every_10ms_meets_every_deadline() {
     let pin = (!host.mode.is_v2()).then(|| rt_cpu.last().unwrap());
     let _outside = busy_loops(&host, 60, pin);
     let jobs = 3000;
+    let steal_before = steal_ticks(rt_cpu.last().unwrap());
     let probe = spawn_piped(
         &r,
         &[
@@ -690,14 +717,36 @@ fn enforcement_deadline_2ms_every_10ms_meets_every_deadline() {
         report["worst_start_delay_us"].as_f64().unwrap()
     );
     assert_eq!(report["jobs"].as_u64(), Some(jobs));
-    assert_eq!(misses, 0, "{report}");
-    assert_eq!(overruns, 0, "{report}");
+    // This team's hosts are virtual machines: when the hypervisor steals time from the
+    // real-time CPU, a period can be lost whatever the guest kernel does. Then (only)
+    // a 1 % allowance applies; otherwise every period must be met.
+    let stolen_ms = (steal_ticks(rt_cpu.last().unwrap()) - steal_before) * 1000
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as u64;
+    println!(
+        "ENFORCEMENT deadline: hypervisor steal on CPU {rt_cpu} during the run: {stolen_ms} ms"
+    );
+    if stolen_ms == 0 {
+        assert_eq!(misses, 0, "{report}");
+        assert_eq!(overruns, 0, "{report}");
+    } else {
+        assert!(
+            misses * 100 <= jobs,
+            "{misses} misses with {stolen_ms} ms stolen: {report}"
+        );
+        assert!(
+            overruns * 100 <= jobs,
+            "{overruns} overruns with {stolen_ms} ms stolen: {report}"
+        );
+    }
     r.destroy().unwrap();
     assert!(!Path::new("/sys/fs/cgroup/cpuset/rk.realtime").exists());
 }
 
 #[test]
 fn enforcement_oom_kill_stays_inside_the_reservation() {
+    let _serial = serial();
     require_cgroups();
     let k = TestKernel::new("oom");
     let witness = Reaped(Command::new("sleep").arg("600").spawn().unwrap());
@@ -740,6 +789,7 @@ fn enforcement_oom_kill_stays_inside_the_reservation() {
 
 #[test]
 fn enforcement_ledger_refuses_before_kernel_ebusy() {
+    let _serial = serial();
     let host = require_deadline();
     let k = TestKernel::new("ledger");
     let a = k.create("a", &rt_spec("6ms/10ms")).unwrap();
@@ -838,6 +888,7 @@ fn enforcement_ledger_refuses_before_kernel_ebusy() {
 
 #[test]
 fn enforcement_teardown_leaves_no_cgroup_and_no_process() {
+    let _serial = serial();
     let host = require_deadline();
     let k = TestKernel::new("teardown");
     let v1_balance = (!host.mode.is_v2()).then(|| {
@@ -919,6 +970,7 @@ fn enforcement_teardown_leaves_no_cgroup_and_no_process() {
 
 #[test]
 fn enforcement_v2_guest_runs_the_checks_on_a_pure_v2_kernel() {
+    let _serial = serial();
     let host = require_cgroups();
     if host.mode.is_v2() {
         // Inside the guest itself: nothing to boot.
