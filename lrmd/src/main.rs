@@ -43,8 +43,14 @@ struct Cli {
     /// Cgroup base of this node's reservations (default: sesco/NODE).
     #[arg(long, env = "LRMD_CGROUP_BASE")]
     cgroup_base: Option<String>,
-    /// Directories searched first for session programs (colon-separated).
-    #[arg(long, env = "LRMD_APP_PATH", value_delimiter = ':')]
+    /// Directories searched first for session programs (colon-separated). They and the
+    /// programs in them must be readable by the session users.
+    #[arg(
+        long,
+        env = "LRMD_APP_PATH",
+        value_delimiter = ':',
+        default_value = "/usr/local/libexec/sesco"
+    )]
     app_path: Vec<PathBuf>,
 }
 
