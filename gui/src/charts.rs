@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use arq::proto::node::NodeView;
 use arq::proto::session::{SessionId, SessionView};
 use egui::{Color32, Ui};
-use egui_plot::{Legend, Line, Plot, PlotPoints};
+use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
 
 /// How much history a chart shows and keeps.
 pub const WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -142,10 +142,18 @@ fn series(
 /// One chart of a quantity and its bound over the last minutes, `0` being now.
 fn chart(ui: &mut Ui, id: String, title: &str, bound: (&str, Vec<[f64; 2]>), used: Vec<[f64; 2]>) {
     ui.label(egui::RichText::new(title).strong());
+    // Headroom above the highest line, so that a flat bound is not lost in the frame.
+    let top = bound
+        .1
+        .iter()
+        .chain(&used)
+        .map(|[_, y]| *y)
+        .fold(0.0, f64::max);
     Plot::new(id)
         .height(170.0)
-        .legend(Legend::default())
+        .legend(Legend::default().position(Corner::LeftTop))
         .include_y(0.0)
+        .include_y(if top > 0.0 { top * 1.3 } else { 1.0 })
         .include_x(-60.0)
         .include_x(0.0)
         .allow_drag(false)

@@ -300,6 +300,10 @@ impl UsersView {
         };
         widgets::section(ui, &title);
         let (user, problems) = self.user.check(model);
+        // A form nobody has typed in yet is not wrong, only empty.
+        let untouched = self.user.editing.is_none()
+            && self.user.name.is_empty()
+            && self.user.unix_account.is_empty();
         egui::Frame::group(ui.style()).inner_margin(10.0).show(ui, |ui| {
             egui::Grid::new("user_form")
                 .num_columns(2)
@@ -343,9 +347,11 @@ impl UsersView {
                     .labelled_by(label.id);
                     ui.end_row();
                 });
-            widgets::problems(ui, "Not valid yet:", &problems);
+            if !untouched {
+                widgets::problems(ui, "Not valid yet:", &problems);
+            }
             widgets::problems(ui, "Sesco refused:", &failure_lines(&self.user_failure));
-            if self.user.editing.is_none() && self.user.password.is_empty() {
+            if self.user.editing.is_none() && self.user.password.is_empty() && !untouched {
                 ui.label(
                     RichText::new("Without a password the user cannot sign in until one is set.")
                         .color(WARN),
@@ -392,6 +398,7 @@ impl UsersView {
         };
         widgets::section(ui, &title);
         let (group, problems) = self.group.check(model);
+        let untouched = self.group.editing.is_none() && self.group.name.is_empty();
         egui::Frame::group(ui.style())
             .inner_margin(10.0)
             .show(ui, |ui| {
@@ -405,7 +412,9 @@ impl UsersView {
                         widgets::text_row(ui, "Group priority", &mut self.group.priority, 80.0);
                         widgets::text_row(ui, "Description", &mut self.group.description, 260.0);
                     });
-                widgets::problems(ui, "Not valid yet:", &problems);
+                if !untouched {
+                    widgets::problems(ui, "Not valid yet:", &problems);
+                }
                 widgets::problems(ui, "Sesco refused:", &failure_lines(&self.group_failure));
                 ui.horizontal(|ui| {
                     let ready = problems.is_empty() && !self.group_waiting;

@@ -104,12 +104,19 @@ fn node_card(ui: &mut Ui, model: &Model, node: &NodeView, now: u64) {
                     .show(ui, |ui| {
                         for r in &node.resources {
                             let kind = r.resource.rsplit('/').next().unwrap_or(&r.resource);
+                            let amount = |v: f64| {
+                                if r.unit == "MiB" {
+                                    format::mib(v)
+                                } else {
+                                    format!("{v:.2} {}", r.unit)
+                                }
+                            };
                             ui.label(RichText::new(format!("{kind} reserved")).color(MUTED));
                             widgets::load_bar(
                                 ui,
                                 r.reserved,
                                 r.capacity,
-                                format!("{:.2} of {:.2} {}", r.reserved, r.capacity, r.unit),
+                                format!("{} of {}", amount(r.reserved), amount(r.capacity)),
                             );
                             ui.end_row();
                             if let Some(used) = r.used {
@@ -118,7 +125,7 @@ fn node_card(ui: &mut Ui, model: &Model, node: &NodeView, now: u64) {
                                     ui,
                                     used,
                                     r.capacity,
-                                    format!("{used:.2} of {:.2} {}", r.capacity, r.unit),
+                                    format!("{} of {}", amount(used), amount(r.capacity)),
                                 );
                                 ui.end_row();
                             }
