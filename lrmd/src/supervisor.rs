@@ -92,7 +92,7 @@ fn reservation_name((session, process): Key) -> String {
 pub fn rk_spec(reservation: &Reservation) -> ReservationSpec {
     let cpu = match reservation.cpu {
         CpuReservation::Bandwidth { cpus } => {
-            rk::CpuReservation::Bandwidth(rk::BandwidthSpec::new(cpus))
+            rk::CpuReservation::Bandwidth(rk::BandwidthSpec::for_fraction(cpus))
         }
         CpuReservation::Deadline {
             runtime_us,

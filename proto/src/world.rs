@@ -10,6 +10,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The smallest CPU share a reservation can enforce: 1 ms of CPU time per second.
+pub const MIN_CPU_SHARE: f64 = 0.001;
+
 /// The most set-points one variant may span (the product of its dimensions' level counts).
 pub const MAX_SETPOINTS_PER_VARIANT: u64 = 1 << 20;
 
@@ -586,6 +589,33 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
                 }
             })
         });
+    }
+    // The kernel enforces no CPU share below a millisecond per second.
+    let min_scale: f64 = variant
+        .dimensions
+        .iter()
+        .map(|d| {
+            d.levels
+                .iter()
+                .map(|l| l.cpu_scale)
+                .fold(f64::INFINITY, f64::min)
+        })
+        .filter(|s| s.is_finite())
+        .product();
+    for (i, process) in variant.processes.iter().enumerate() {
+        let least = process.cpu * min_scale;
+        if least.is_finite() && least > 0.0 && least < MIN_CPU_SHARE {
+            c.key("processes", |c| {
+                c.at(PathStep::Index(i), |c| {
+                    c.fail(
+                        "cpu",
+                        format!(
+                            "its lowest set-point needs {least} CPU, below the smallest share the kernel enforces ({MIN_CPU_SHARE})"
+                        ),
+                    )
+                })
+            });
+        }
     }
     if variant.cpu_class == CpuClass::Deadline {
         // A deadline task runs on one CPU at a time: its share can never exceed one.

@@ -131,3 +131,10 @@ fn a_huge_setpoint_space_is_refused() {
     }
     assert_eq!(paths(&w), ["applications[0].variants[0].dimensions"]);
 }
+
+#[test]
+fn a_share_the_kernel_cannot_enforce_is_refused() {
+    let mut w = world();
+    w.applications[0].variants[0].processes[0].cpu = 0.0005;
+    assert_eq!(paths(&w), ["applications[0].variants[0].processes[0].cpu"]);
+}

@@ -62,6 +62,17 @@ impl BandwidthSpec {
         }
     }
 
+    /// A bandwidth reservation of `fraction` CPUs, with the default period stretched (up
+    /// to one second) when the quota would otherwise fall below the kernel's 1 ms
+    /// minimum. Fractions too small even for a one-second period stay invalid.
+    pub fn for_fraction(fraction: f64) -> Self {
+        let mut spec = Self::new(fraction);
+        if fraction > 0.0 && spec.quota_us() < 1_000 {
+            spec.period_us = ((1_000.0 / fraction).ceil() as u64).min(1_000_000);
+        }
+        spec
+    }
+
     /// CFS quota in microseconds per period.
     pub fn quota_us(&self) -> u64 {
         (self.fraction * self.period_us as f64).round() as u64
@@ -353,6 +364,10 @@ mod tests {
     fn bandwidth_sizing() {
         let b = BandwidthSpec::new(0.3);
         assert_eq!(b.quota_us(), 30_000);
+        assert_eq!(BandwidthSpec::for_fraction(0.3), b);
+        let small = BandwidthSpec::for_fraction(0.0015);
+        assert_eq!((small.period_us, small.quota_us()), (666_667, 1_000));
+        assert_eq!(BandwidthSpec::for_fraction(0.0001).period_us, 1_000_000);
         assert_eq!(b.weight_v2(), 30);
         assert_eq!(b.shares_v1(), 307);
     }

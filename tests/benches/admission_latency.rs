@@ -65,7 +65,9 @@ fn main() {
         };
         assert!(session.processes[0].pid.is_some(), "no pid reported");
         library.push(elapsed);
-        runtime.block_on(client.terminate_session(session.id)).unwrap();
+        runtime
+            .block_on(client.terminate_session(session.id))
+            .unwrap();
     }
     report("library, one connection", library);
 
@@ -76,7 +78,14 @@ fn main() {
     for _ in 0..REQUESTS {
         let start = Instant::now();
         let out = std::process::Command::new(binary("arq"))
-            .args(["--server", &cluster.addr, "--token", &token, "--output", "json"])
+            .args([
+                "--server",
+                &cluster.addr,
+                "--token",
+                &token,
+                "--output",
+                "json",
+            ])
             .args(["request", "telemetry", "--variant", "batch"])
             .output()
             .unwrap();

@@ -183,14 +183,14 @@ impl Cluster {
             .expect("chmod");
         let apps = dir.path().join("apps");
         std::fs::create_dir(&apps).expect("apps dir");
-        for app in ["encoder", "telemetry"] {
-            let from = bin_dir().join("examples").join(app);
+        for app in ["examples/encoder", "examples/telemetry", "setpoint-probe"] {
+            let from = bin_dir().join(app);
             assert!(
                 from.is_file(),
                 "{} is not built: run `cargo build --workspace --bins --examples` first",
                 from.display()
             );
-            std::fs::copy(&from, apps.join(app)).expect("copy demo app");
+            std::fs::copy(&from, apps.join(from.file_name().unwrap())).expect("copy demo app");
         }
         let tag = format!(
             "t{}x{}",
@@ -359,6 +359,48 @@ impl Cluster {
         let mut all = vec!["--output", "json"];
         all.extend_from_slice(args);
         parse_json(&self.arq_as_admin(&all))
+    }
+
+    /// Appends TOML tables (applications, users, …) to the current world and applies it.
+    pub fn add_to_world(&self, tables: &str) {
+        let out = self.arq_as_admin(&["admin", "export"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let mut world = String::from_utf8(out.stdout).expect("UTF-8");
+        world.push('\n');
+        world.push_str(tables);
+        let file = self.dir.path().join(format!("world-{}.toml", free_port()));
+        std::fs::write(&file, world).expect("world file");
+        let out = self.arq_as_admin(&["admin", "apply", "-f", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// CPUs node `name` offers to sessions.
+    pub fn cpu_capacity(&self, name: &str) -> f64 {
+        let nodes = self.arq_json_as_admin(&["nodes"]);
+        nodes
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["name"] == name))
+            .and_then(|n| n["resources"][0]["capacity"].as_f64())
+            .unwrap_or_else(|| panic!("no CPU capacity for {name}: {nodes}"))
+    }
+
+    /// The log (stdout and stderr) of a session's process on its node.
+    pub fn process_log(&self, node: &str, session: u64, process_name: &str) -> String {
+        std::fs::read_to_string(
+            self.node(node)
+                .state_dir
+                .join("logs")
+                .join(format!("session-{session}.{process_name}.log")),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Recorded events, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.arq_json_as_admin(&["events", "--since", "0", "--limit", "1000"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Requests a session as `who` and returns the admitted session's JSON.

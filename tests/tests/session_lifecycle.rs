@@ -131,11 +131,9 @@ fn a_session_runs_as_its_user_in_its_reservation_and_terminate_leaves_nothing() 
 
 /// Adds applications whose process exits by itself to the cluster's world.
 fn add_short_lived_apps(cluster: &Cluster) {
-    let out = cluster.arq_as_admin(&["admin", "export"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let mut world = String::from_utf8(out.stdout).unwrap();
+    let mut tables = String::new();
     for (name, code) in [("short", 0), ("crash", 3)] {
-        world.push_str(&format!(
+        tables.push_str(&format!(
             r#"
 [[applications]]
 name = "{name}"
@@ -159,10 +157,7 @@ levels = [{{ name = "360p", value = 360, utility = 0.1 }}]
 "#
         ));
     }
-    let file = cluster.dir.path().join("world-with-short-apps.toml");
-    std::fs::write(&file, world).unwrap();
-    let out = cluster.arq_as_admin(&["admin", "apply", "-f", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    cluster.add_to_world(&tables);
 }
 
 #[test]
