@@ -64,22 +64,44 @@ fn product(c: &mut Criterion) {
 }
 
 fn exact(c: &mut Criterion) {
+    // Q-RAM and the exact solver (CBC) on the same problems, small enough for
+    // the exact solver to prove the optimum.
     let mut group = c.benchmark_group("exact");
-    group.sample_size(10);
-    let mut config = GeneratorConfig::new(20, (4, 8), 1, 4);
-    config.tightness = (0.3, 0.5);
-    let p = generate(300, &config);
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     let limits = ExactLimits {
-        time_limit: None,
-        node_limit: Some(20_000),
+        time_limit: Some(Duration::from_secs(60)),
+        node_limit: Some(200_000),
         ..ExactLimits::default()
     };
-    group.bench_function("qram_20x8x4", |b| {
-        b.iter(|| policies::solve(black_box(&p)).unwrap())
-    });
-    group.bench_function("exact_20x8x4", |b| {
-        b.iter(|| solve_exact(black_box(&p), &limits, None).unwrap())
-    });
+    let mut small = GeneratorConfig::new(20, (4, 8), 1, 4);
+    small.tightness = (0.3, 0.5);
+    let mut coupled = GeneratorConfig::new(40, (16, 32), 2, 4);
+    coupled.spanning = 0.3;
+    coupled.alternative = 0.3;
+    let mut one_node = GeneratorConfig::new(100, (16, 32), 4, 4);
+    one_node.spanning = 0.0;
+    one_node.alternative = 0.0;
+    for (name, p) in [
+        ("20x8x4", generate(300, &small)),
+        ("40x32x8_coupled", generate(2001, &coupled)),
+        ("100x32x16_one_node_each", generate(1001, &one_node)),
+    ] {
+        let answer = policies::solve(&p).unwrap();
+        let exact = solve_exact(&p, &limits, None).unwrap();
+        println!(
+            "{name}: exact proven optimal {}, Q-RAM / exact {:.4}",
+            exact.proven_optimal,
+            answer.total_utility / exact.allocation.total_utility
+        );
+        group.bench_function(format!("qram_{name}"), |b| {
+            b.iter(|| policies::solve(black_box(&p)).unwrap())
+        });
+        group.bench_function(format!("exact_{name}"), |b| {
+            b.iter(|| solve_exact(black_box(&p), &limits, None).unwrap())
+        });
+    }
     group.finish();
 }
 

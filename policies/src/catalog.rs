@@ -1,9 +1,16 @@
-//! The solver's flat view of a problem: per session, the candidate set-points
-//! it may take (listed ones, and points on the majorant walks of product
-//! spaces), with weighted utility and sparse demand; and the assignment of one
-//! candidate (or rejection) per session with the resulting usage.
+//! The solver's flat view of a problem: every candidate set-point of every
+//! session in a handful of parallel arrays (structure of arrays, one
+//! allocation per array), and the assignment of one candidate (or rejection)
+//! per session with the resulting usage.
+//!
+//! Candidates are the listed set-points that fit the capacities on their own,
+//! and for a product space the points on its majorant walks. Session `s` owns
+//! the candidates `first[s]..first[s + 1]`; within a session a candidate is
+//! named by its local index `c`. Each session's candidates are also listed by
+//! decreasing value (`order`), which does not depend on prices, so that the
+//! majorant under any price vector is built without sorting.
 
-use crate::majorant::{product_min_demand, product_path};
+use crate::majorant::product_path;
 use crate::model::{
     Allocation, PointChoice, Problem, Session, SessionAllocation, SetPointRef, SetPointSpace,
 };
@@ -19,170 +26,528 @@ pub(crate) fn capacity_slack(capacity: f64) -> f64 {
     FIT_TOLERANCE * capacity.max(1.0)
 }
 
-/// One session's candidates.
-#[derive(Clone, Debug)]
-pub(crate) struct SessionCatalog {
-    pub weight: f64,
-    pub required: bool,
-    /// weight × utility per candidate
+/// All sessions' candidates and the capacities.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Catalog {
+    pub capacity: Vec<f64>,
+    /// Capacity plus the fit tolerance: what usage may reach.
+    pub limit: Vec<f64>,
+    /// Per session: its candidates are `first[s]..first[s + 1]` (length n + 1).
+    pub first: Vec<u32>,
+    pub weight: Vec<f64>,
+    pub required: Vec<bool>,
+    /// Per candidate: weight × utility.
     pub value: Vec<f64>,
     pub utility: Vec<f64>,
-    start: Vec<u32>,
+    /// Per session: the resources any of its candidates uses,
+    /// `res[rfirst[s]..rfirst[s + 1]]`, in increasing order (length n + 1).
+    rfirst: Vec<u32>,
     res: Vec<u32>,
+    /// Per session: its candidates' demands as dense rows over its resources,
+    /// from `afirst[s]`, one row of `rfirst[s + 1] - rfirst[s]` amounts per candidate.
+    afirst: Vec<u32>,
     amt: Vec<f64>,
-    pub origin: Vec<SetPointRef>,
-    /// Least demand per resource over every set-point of the session (sparse);
-    /// a resource missing here is one some set-point does not use.
-    pub min_demand: Vec<(usize, f64)>,
+    /// Per candidate: the space it comes from and its index in a listed space,
+    /// or (product space) the offset of its levels in `levels`.
+    space: Vec<u32>,
+    index: Vec<u32>,
+    product: Vec<bool>,
+    levels: Vec<u32>,
+    /// Per candidate slot of each session: local indices by decreasing value.
+    pub order: Vec<u32>,
+    /// Scratch of `push`: column of each resource in the session's rows.
+    column: Vec<u32>,
+    keys: Vec<(u64, u32)>,
 }
 
-impl SessionCatalog {
-    pub fn len(&self) -> usize {
-        self.value.len()
+impl Catalog {
+    /// Builds the candidates of every session of `problem`. Product spaces
+    /// contribute the points of one majorant walk per price vector in `path_prices`.
+    ///
+    /// Product spaces must have been validated; a listed set-point that breaks
+    /// a rule gives `None` ([`Problem::validate`] says which).
+    pub fn build(problem: &Problem, path_prices: &[Vec<f64>]) -> Option<Self> {
+        let capacity: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
+        let limit = capacity.iter().map(|&c| c + capacity_slack(c)).collect();
+        let points: usize = problem
+            .sessions
+            .iter()
+            .flat_map(|s| &s.options)
+            .map(|o| match o {
+                SetPointSpace::Listed(l) => l.len(),
+                SetPointSpace::Product(_) => 0,
+            })
+            .sum();
+        let mut cat = Catalog {
+            capacity,
+            limit,
+            first: Vec::with_capacity(problem.sessions.len() + 1),
+            weight: Vec::with_capacity(problem.sessions.len()),
+            required: Vec::with_capacity(problem.sessions.len()),
+            value: Vec::with_capacity(points),
+            utility: Vec::with_capacity(points),
+            rfirst: Vec::with_capacity(problem.sessions.len() + 1),
+            res: Vec::new(),
+            afirst: Vec::with_capacity(problem.sessions.len() + 1),
+            amt: Vec::with_capacity(points * 4),
+            column: vec![u32::MAX; problem.resources.len()],
+            keys: Vec::new(),
+            space: Vec::with_capacity(points),
+            index: Vec::with_capacity(points),
+            product: Vec::with_capacity(points),
+            levels: Vec::new(),
+            order: Vec::with_capacity(points),
+        };
+        cat.first.push(0);
+        cat.rfirst.push(0);
+        cat.afirst.push(0);
+        for s in &problem.sessions {
+            if !cat.push(s, path_prices) {
+                return None;
+            }
+        }
+        Some(cat)
     }
 
+    /// Number of sessions.
     #[inline]
-    pub fn demand(&self, c: u32) -> (&[u32], &[f64]) {
+    pub fn sessions(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// Number of resources.
+    #[inline]
+    pub fn resources(&self) -> usize {
+        self.capacity.len()
+    }
+
+    /// Number of candidates of session `s`.
+    #[inline]
+    pub fn len(&self, s: usize) -> usize {
+        (self.first[s + 1] - self.first[s]) as usize
+    }
+
+    /// Global index of candidate `c` of session `s`.
+    #[inline]
+    pub fn id(&self, s: usize, c: u32) -> usize {
+        self.first[s] as usize + c as usize
+    }
+
+    /// Demand of candidate `c` of session `s` (nothing for [`REJECT`]): the
+    /// session's resources and the amounts (some may be 0).
+    #[inline]
+    pub fn demand(&self, s: usize, c: u32) -> (&[u32], &[f64]) {
         if c == REJECT {
             return (&[], &[]);
         }
-        let (a, b) = (
-            self.start[c as usize] as usize,
-            self.start[c as usize + 1] as usize,
-        );
-        (&self.res[a..b], &self.amt[a..b])
+        let (r0, r1) = (self.rfirst[s] as usize, self.rfirst[s + 1] as usize);
+        let w = r1 - r0;
+        let a = self.afirst[s] as usize + c as usize * w;
+        (&self.res[r0..r1], &self.amt[a..a + w])
     }
 
+    /// The resources session `s` may use (through any candidate).
     #[inline]
-    pub fn value_of(&self, c: u32) -> f64 {
+    pub fn resources_of(&self, s: usize) -> &[u32] {
+        &self.res[self.rfirst[s] as usize..self.rfirst[s + 1] as usize]
+    }
+
+    /// Weighted utility of candidate `c` of session `s` (0 for [`REJECT`]).
+    #[inline]
+    pub fn value_of(&self, s: usize, c: u32) -> f64 {
         if c == REJECT {
             0.0
         } else {
-            self.value[c as usize]
+            self.value[self.id(s, c)]
         }
     }
 
-    /// Compound resource of candidate `c` under `prices`.
+    /// Compound resource of candidate `c` of session `s` under `prices`.
     #[inline]
-    pub fn cost(&self, c: u32, prices: &[f64]) -> f64 {
-        let (res, amt) = self.demand(c);
+    pub fn cost(&self, s: usize, c: u32, prices: &[f64]) -> f64 {
+        let (res, amt) = self.demand(s, c);
         res.iter()
             .zip(amt)
             .map(|(&r, &a)| prices[r as usize] * a)
             .sum()
     }
 
-    /// Amount of resource `r` that candidate `c` demands.
+    /// Amount of resource `r` that candidate `c` of session `s` demands.
     #[inline]
-    pub fn amount(&self, c: u32, r: u32) -> f64 {
-        let (res, amt) = self.demand(c);
+    pub fn amount(&self, s: usize, c: u32, r: u32) -> f64 {
+        let (res, amt) = self.demand(s, c);
         res.iter().position(|&x| x == r).map_or(0.0, |i| amt[i])
     }
 
-    fn push(&mut self, utility: f64, demand: &[(usize, f64)], origin: SetPointRef) {
-        self.value.push(self.weight * utility);
-        self.utility.push(utility);
-        for &(r, a) in demand {
-            if a > 0.0 {
-                self.res.push(r as u32);
-                self.amt.push(a);
+    /// The set-point candidate `c` of session `s` stands for.
+    pub fn origin(&self, s: usize, c: u32) -> SetPointRef {
+        let p = self.id(s, c);
+        let space = self.space[p] as usize;
+        if self.product[p] {
+            let at = self.index[p] as usize;
+            let dims = self.levels[at] as usize;
+            SetPointRef {
+                space,
+                point: PointChoice::Levels(
+                    self.levels[at + 1..at + 1 + dims]
+                        .iter()
+                        .map(|&l| l as usize)
+                        .collect(),
+                ),
+            }
+        } else {
+            SetPointRef {
+                space,
+                point: PointChoice::Listed(self.index[p] as usize),
             }
         }
-        self.start.push(self.res.len() as u32);
-        self.origin.push(origin);
     }
 
-    /// Builds the candidates of `session`; set-points that exceed a capacity on
-    /// their own are left out (they can never be chosen). Product spaces
-    /// contribute the points of one majorant walk per price vector in `path_prices`.
-    pub fn build(session: &Session, capacity: &[f64], path_prices: &[Vec<f64>]) -> Self {
-        let mut cat = SessionCatalog {
-            weight: session.weight,
-            required: session.required,
-            value: Vec::new(),
-            utility: Vec::new(),
-            start: vec![0],
-            res: Vec::new(),
-            amt: Vec::new(),
-            origin: Vec::new(),
-            min_demand: Vec::new(),
-        };
-        let fits_alone = |d: &[(usize, f64)]| {
-            d.iter()
-                .all(|&(r, a)| a <= capacity[r] + capacity_slack(capacity[r]))
-        };
-        // per-resource minimum over all set-points; resources some point does not use are 0
-        let mut min_by_res: Vec<(usize, f64)> = Vec::new();
-        let mut points_seen = 0usize;
-        let mut merge_min = |d: &[(usize, f64)], points_seen: &mut usize| {
-            if *points_seen == 0 {
-                min_by_res = d.iter().copied().filter(|&(_, a)| a > 0.0).collect();
-            } else {
-                min_by_res.retain_mut(|(r, m)| match d.iter().find(|x| x.0 == *r) {
-                    Some(&(_, a)) if a > 0.0 => {
-                        *m = m.min(a);
-                        true
-                    }
-                    _ => false,
-                });
+    /// Local index of the candidate that stands for `origin`, if any.
+    pub fn find(&self, s: usize, origin: &SetPointRef) -> Option<u32> {
+        (0..self.len(s) as u32).find(|&c| self.origin(s, c) == *origin)
+    }
+
+    /// Appends the candidates of `session` (set-points that exceed a capacity on
+    /// their own are left out: they can never be chosen).
+    ///
+    /// Returns `false`, leaving the catalog unchanged, if a number is negative
+    /// or not finite, or a demand names a resource that does not exist or names
+    /// one twice: [`Problem::validate`] then says which.
+    pub fn push(&mut self, session: &Session, path_prices: &[Vec<f64>]) -> bool {
+        let m = self.capacity.len();
+        let weight = session.weight;
+        let start = self.value.len();
+        let (r0, a0) = (self.res.len(), self.amt.len());
+        let levels0 = self.levels.len();
+        let undo = |cat: &mut Self| {
+            for &r in &cat.res[r0..] {
+                cat.column[r as usize] = u32::MAX;
             }
-            *points_seen += 1;
+            cat.res.truncate(r0);
+            cat.amt.truncate(a0);
+            cat.value.truncate(start);
+            cat.utility.truncate(start);
+            cat.space.truncate(start);
+            cat.index.truncate(start);
+            cat.product.truncate(start);
+            cat.levels.truncate(levels0);
+            false
         };
+        // the session's resources
+        for space in &session.options {
+            match space {
+                SetPointSpace::Listed(points) => {
+                    for p in points {
+                        for &(r, _) in &p.demand {
+                            if r >= m {
+                                return undo(self);
+                            }
+                            if self.column[r] == u32::MAX {
+                                self.column[r] = 0;
+                                self.res.push(r as u32);
+                            }
+                        }
+                    }
+                }
+                SetPointSpace::Product(p) => {
+                    for &r in &p.resources {
+                        if r >= m {
+                            return undo(self);
+                        }
+                        if self.column[r] == u32::MAX {
+                            self.column[r] = 0;
+                            self.res.push(r as u32);
+                        }
+                    }
+                }
+            }
+        }
+        self.res[r0..].sort_unstable();
+        for (k, &r) in self.res[r0..].iter().enumerate() {
+            self.column[r as usize] = k as u32;
+        }
+        let w = self.res.len() - r0;
+        let good = |x: f64| x >= 0.0 && x.is_finite();
         for (si, space) in session.options.iter().enumerate() {
             match space {
                 SetPointSpace::Listed(points) => {
                     for (pi, p) in points.iter().enumerate() {
-                        merge_min(&p.demand, &mut points_seen);
-                        if fits_alone(&p.demand) {
-                            cat.push(
-                                p.utility,
-                                &p.demand,
-                                SetPointRef {
-                                    space: si,
-                                    point: PointChoice::Listed(pi),
-                                },
-                            );
+                        if !good(p.utility) {
+                            return undo(self);
                         }
+                        let row = self.amt.len();
+                        self.amt.resize(row + w, -1.0);
+                        let mut ok = true;
+                        for &(r, a) in &p.demand {
+                            let slot = &mut self.amt[row + self.column[r] as usize];
+                            if !good(a) || *slot >= 0.0 {
+                                // bad number, or the resource named twice
+                                return undo(self);
+                            }
+                            *slot = a;
+                            ok &= a <= self.limit[r];
+                        }
+                        for x in &mut self.amt[row..] {
+                            *x = x.max(0.0);
+                        }
+                        if !ok {
+                            self.amt.truncate(row);
+                            continue;
+                        }
+                        self.value.push(weight * p.utility);
+                        self.utility.push(p.utility);
+                        self.space.push(si as u32);
+                        self.index.push(pi as u32);
+                        self.product.push(false);
                     }
                 }
                 SetPointSpace::Product(space) => {
                     if space.is_empty() {
                         continue;
                     }
-                    merge_min(&product_min_demand(space), &mut points_seen);
-                    let mut seen = std::collections::HashSet::new();
+                    let mut seen: Vec<Vec<usize>> = Vec::new();
                     for prices in path_prices {
                         for levels in product_path(space, prices) {
-                            if !seen.insert(levels.clone()) {
+                            if seen.contains(&levels) {
                                 continue;
                             }
-                            let demand = space.demand(&levels);
-                            if fits_alone(&demand) {
-                                let utility = space.utility(&levels);
-                                cat.push(
-                                    utility,
-                                    &demand,
-                                    SetPointRef {
-                                        space: si,
-                                        point: PointChoice::Levels(levels),
-                                    },
-                                );
+                            let row = self.amt.len();
+                            self.amt.resize(row + w, 0.0);
+                            let mut ok = true;
+                            for (k, &r) in space.resources.iter().enumerate() {
+                                let a = space.amount(k, &levels);
+                                self.amt[row + self.column[r] as usize] = a;
+                                ok &= a <= self.limit[r];
                             }
+                            if ok {
+                                let u = space.utility(&levels);
+                                self.value.push(weight * u);
+                                self.utility.push(u);
+                                self.space.push(si as u32);
+                                self.index.push(self.levels.len() as u32);
+                                self.product.push(true);
+                                self.levels.push(levels.len() as u32);
+                                self.levels.extend(levels.iter().map(|&l| l as u32));
+                            } else {
+                                self.amt.truncate(row);
+                            }
+                            seen.push(levels);
                         }
                     }
                 }
             }
         }
-        cat.min_demand = min_by_res;
-        cat
+        for &r in &self.res[r0..] {
+            self.column[r as usize] = u32::MAX;
+        }
+        let end = self.value.len();
+        self.first.push(end as u32);
+        self.rfirst.push(self.res.len() as u32);
+        self.afirst.push(self.amt.len() as u32);
+        self.weight.push(weight);
+        self.required.push(session.required);
+        // local indices by decreasing value (ties: lower index first); values
+        // are ≥ 0, so the bits of the value order like the value
+        self.keys.clear();
+        self.keys.extend(
+            self.value[start..end]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (!v.to_bits(), i as u32)),
+        );
+        self.keys.sort_unstable();
+        self.order.extend(self.keys.iter().map(|k| k.1));
+        true
+    }
+
+    /// Removes the last session (undoes a [`Catalog::push`]).
+    pub fn pop(&mut self) {
+        let s = self.sessions() - 1;
+        let start = self.first[s] as usize;
+        self.res.truncate(self.rfirst[s] as usize);
+        self.amt.truncate(self.afirst[s] as usize);
+        self.first.pop();
+        self.rfirst.pop();
+        self.afirst.pop();
+        self.weight.pop();
+        self.required.pop();
+        self.value.truncate(start);
+        self.utility.truncate(start);
+        if let Some(at) = (start..self.space.len()).find(|&p| self.product[p]) {
+            self.levels.truncate(self.index[at] as usize);
+        }
+        self.space.truncate(start);
+        self.index.truncate(start);
+        self.product.truncate(start);
+        self.order.truncate(start);
+    }
+
+    /// Demand entries plus candidates: the size of the input the solver reads.
+    pub fn work(&self) -> u64 {
+        (self.amt.len() + self.value.len()) as u64
+    }
+
+    /// Compound resource of every candidate under `prices`, into `out`.
+    pub fn costs(&self, prices: &[f64], out: &mut Vec<f64>) {
+        out.clear();
+        out.reserve(self.value.len());
+        for s in 0..self.sessions() {
+            let res = self.resources_of(s);
+            let k = self.len(s);
+            let a = self.afirst[s] as usize;
+            let rows = &self.amt[a..a + k * res.len()];
+            match res.len() {
+                0 => out.extend(std::iter::repeat_n(0.0, k)),
+                1 => dot_rows::<1>(rows, res, prices, out),
+                2 => dot_rows::<2>(rows, res, prices, out),
+                3 => dot_rows::<3>(rows, res, prices, out),
+                4 => dot_rows::<4>(rows, res, prices, out),
+                5 => dot_rows::<5>(rows, res, prices, out),
+                6 => dot_rows::<6>(rows, res, prices, out),
+                7 => dot_rows::<7>(rows, res, prices, out),
+                8 => dot_rows::<8>(rows, res, prices, out),
+                w => {
+                    let local: Vec<f64> = res.iter().map(|&r| prices[r as usize]).collect();
+                    out.extend(
+                        rows.chunks_exact(w)
+                            .map(|row| row.iter().zip(&local).map(|(a, p)| a * p).sum::<f64>()),
+                    );
+                }
+            }
+        }
     }
 }
 
-/// All sessions' candidates and the capacities.
+/// `row · prices` for every row of `W` amounts over the resources `res`.
+#[inline]
+fn dot_rows<const W: usize>(rows: &[f64], res: &[u32], prices: &[f64], out: &mut Vec<f64>) {
+    let mut local = [0.0; W];
+    for (l, &r) in local.iter_mut().zip(res) {
+        *l = prices[r as usize];
+    }
+    out.extend(rows.chunks_exact(W).map(|row| {
+        let mut h = 0.0;
+        for i in 0..W {
+            h += row[i] * local[i];
+        }
+        h
+    }));
+}
+
+/// One candidate (or rejection) per session, with the usage it implies.
 #[derive(Clone, Debug)]
-pub(crate) struct Catalog {
-    pub capacity: Vec<f64>,
-    pub sessions: Vec<SessionCatalog>,
+pub(crate) struct Assignment {
+    pub choice: Vec<u32>,
+    pub usage: Vec<f64>,
+    pub value: f64,
+}
+
+impl Assignment {
+    pub fn empty(cat: &Catalog) -> Self {
+        Assignment {
+            choice: vec![REJECT; cat.sessions()],
+            usage: vec![0.0; cat.resources()],
+            value: 0.0,
+        }
+    }
+
+    /// Whether session `s` may move to candidate `to` within the capacities.
+    #[inline]
+    pub fn fits(&self, cat: &Catalog, s: usize, to: u32) -> bool {
+        let (res, amt) = cat.demand(s, to);
+        let from = self.choice[s];
+        if from == REJECT {
+            res.iter()
+                .zip(amt)
+                .all(|(&r, &a)| self.usage[r as usize] + a <= cat.limit[r as usize])
+        } else {
+            // both rows run over the session's resources
+            let (_, old) = cat.demand(s, from);
+            res.iter().zip(amt).zip(old).all(|((&r, &a), &o)| {
+                a <= o || self.usage[r as usize] - o + a <= cat.limit[r as usize]
+            })
+        }
+    }
+
+    /// Moves session `s` to candidate `to` (no capacity check).
+    #[inline]
+    pub fn set(&mut self, cat: &Catalog, s: usize, to: u32) {
+        let from = self.choice[s];
+        let (res, amt) = cat.demand(s, from);
+        for (&r, &a) in res.iter().zip(amt) {
+            self.usage[r as usize] -= a;
+        }
+        let (res, amt) = cat.demand(s, to);
+        for (&r, &a) in res.iter().zip(amt) {
+            self.usage[r as usize] += a;
+        }
+        self.value += cat.value_of(s, to) - cat.value_of(s, from);
+        self.choice[s] = to;
+    }
+
+    /// Recomputes usage and value from the choices (drops accumulated rounding).
+    pub fn recompute(&mut self, cat: &Catalog) {
+        self.usage.iter_mut().for_each(|u| *u = 0.0);
+        self.value = 0.0;
+        for (s, &c) in self.choice.iter().enumerate() {
+            let (res, amt) = cat.demand(s, c);
+            for (&r, &a) in res.iter().zip(amt) {
+                self.usage[r as usize] += a;
+            }
+            self.value += cat.value_of(s, c);
+        }
+    }
+
+    /// Whether every capacity holds and no required session is rejected.
+    pub fn feasible(&self, cat: &Catalog) -> bool {
+        self.usage.iter().zip(&cat.limit).all(|(&u, &l)| u <= l)
+            && self
+                .choice
+                .iter()
+                .zip(&cat.required)
+                .all(|(&c, &r)| c != REJECT || !r)
+    }
+
+    /// The model-level answer.
+    pub fn to_allocation(&self, cat: &Catalog) -> Allocation {
+        let mut usage = vec![0.0; cat.resources()];
+        let mut total = 0.0;
+        let sessions = self
+            .choice
+            .iter()
+            .enumerate()
+            .map(|(s, &c)| {
+                if c == REJECT {
+                    return SessionAllocation::rejected();
+                }
+                let (res, amt) = cat.demand(s, c);
+                let demand: Vec<(usize, f64)> = res
+                    .iter()
+                    .zip(amt)
+                    .filter(|&(_, &a)| a > 0.0)
+                    .map(|(&r, &a)| (r as usize, a))
+                    .collect();
+                for &(r, a) in &demand {
+                    usage[r] += a;
+                }
+                let p = cat.id(s, c);
+                total += cat.value[p];
+                SessionAllocation {
+                    choice: Some(cat.origin(s, c)),
+                    utility: cat.utility[p],
+                    demand,
+                }
+            })
+            .collect();
+        Allocation {
+            sessions,
+            total_utility: total,
+            usage,
+            upper_bound: None,
+            shadow_prices: vec![0.0; cat.resources()],
+        }
+    }
 }
 
 /// Price vectors for the majorant walks of product spaces: per unit of
@@ -223,140 +588,11 @@ pub(crate) fn path_prices(problem: &Problem) -> Vec<Vec<f64>> {
     vec![unit, scarce]
 }
 
-impl Catalog {
-    pub fn build(problem: &Problem) -> Self {
-        let capacity: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
-        let prices = if problem.sessions.iter().any(|s| {
-            s.options
-                .iter()
-                .any(|o| matches!(o, SetPointSpace::Product(_)))
-        }) {
-            path_prices(problem)
-        } else {
-            Vec::new()
-        };
-        let sessions = problem
-            .sessions
+/// Whether `problem` has a product space (only then are path prices needed).
+pub(crate) fn has_product(problem: &Problem) -> bool {
+    problem.sessions.iter().any(|s| {
+        s.options
             .iter()
-            .map(|s| SessionCatalog::build(s, &capacity, &prices))
-            .collect();
-        Catalog { capacity, sessions }
-    }
-
-    pub fn resources(&self) -> usize {
-        self.capacity.len()
-    }
-}
-
-/// One candidate (or rejection) per session, with the usage it implies.
-#[derive(Clone, Debug)]
-pub(crate) struct Assignment {
-    pub choice: Vec<u32>,
-    pub usage: Vec<f64>,
-    pub value: f64,
-}
-
-impl Assignment {
-    pub fn empty(cat: &Catalog) -> Self {
-        Assignment {
-            choice: vec![REJECT; cat.sessions.len()],
-            usage: vec![0.0; cat.resources()],
-            value: 0.0,
-        }
-    }
-
-    /// Whether session `s` may move to candidate `to` within the capacities.
-    #[inline]
-    pub fn fits(&self, cat: &Catalog, s: usize, to: u32) -> bool {
-        let sc = &cat.sessions[s];
-        let from = self.choice[s];
-        let (res, amt) = sc.demand(to);
-        res.iter().zip(amt).all(|(&r, &a)| {
-            let r = r as usize;
-            let cap = cat.capacity[r];
-            self.usage[r] - sc.amount(from, r as u32) + a <= cap + capacity_slack(cap)
-        })
-    }
-
-    /// Moves session `s` to candidate `to` (no capacity check).
-    #[inline]
-    pub fn set(&mut self, cat: &Catalog, s: usize, to: u32) {
-        let sc = &cat.sessions[s];
-        let from = self.choice[s];
-        let (res, amt) = sc.demand(from);
-        for (&r, &a) in res.iter().zip(amt) {
-            self.usage[r as usize] -= a;
-        }
-        let (res, amt) = sc.demand(to);
-        for (&r, &a) in res.iter().zip(amt) {
-            self.usage[r as usize] += a;
-        }
-        self.value += sc.value_of(to) - sc.value_of(from);
-        self.choice[s] = to;
-    }
-
-    /// Recomputes usage and value from the choices (drops accumulated rounding).
-    pub fn recompute(&mut self, cat: &Catalog) {
-        self.usage.iter_mut().for_each(|u| *u = 0.0);
-        self.value = 0.0;
-        for (s, &c) in self.choice.iter().enumerate() {
-            let sc = &cat.sessions[s];
-            let (res, amt) = sc.demand(c);
-            for (&r, &a) in res.iter().zip(amt) {
-                self.usage[r as usize] += a;
-            }
-            self.value += sc.value_of(c);
-        }
-    }
-
-    /// Whether every capacity holds and no required session is rejected.
-    pub fn feasible(&self, cat: &Catalog) -> bool {
-        self.usage
-            .iter()
-            .zip(&cat.capacity)
-            .all(|(&u, &c)| u <= c + capacity_slack(c))
-            && self
-                .choice
-                .iter()
-                .zip(&cat.sessions)
-                .all(|(&c, s)| c != REJECT || !s.required)
-    }
-
-    /// The model-level answer.
-    pub fn to_allocation(&self, cat: &Catalog) -> Allocation {
-        let mut usage = vec![0.0; cat.resources()];
-        let mut total = 0.0;
-        let sessions = self
-            .choice
-            .iter()
-            .zip(&cat.sessions)
-            .map(|(&c, sc)| {
-                if c == REJECT {
-                    return SessionAllocation::rejected();
-                }
-                let (res, amt) = sc.demand(c);
-                let demand: Vec<(usize, f64)> = res
-                    .iter()
-                    .zip(amt)
-                    .map(|(&r, &a)| (r as usize, a))
-                    .collect();
-                for &(r, a) in &demand {
-                    usage[r] += a;
-                }
-                total += sc.value[c as usize];
-                SessionAllocation {
-                    choice: Some(sc.origin[c as usize].clone()),
-                    utility: sc.utility[c as usize],
-                    demand,
-                }
-            })
-            .collect();
-        Allocation {
-            sessions,
-            total_utility: total,
-            usage,
-            upper_bound: None,
-            shadow_prices: vec![0.0; cat.resources()],
-        }
-    }
+            .any(|o| matches!(o, SetPointSpace::Product(_)))
+    })
 }

@@ -1,14 +1,22 @@
-//! Exact reference solver for small problems: the multiple-choice
-//! multi-dimensional knapsack as a 0-1 integer program, solved by branch and
-//! bound over LP relaxations with the pure-Rust `microlp` crate.
+//! Exact reference solver for small problems (feature `exact`): the
+//! multiple-choice multi-dimensional knapsack as a 0-1 integer program, solved
+//! by COIN-OR CBC (branch and cut) through the `coin_cbc` crate. It links the
+//! system's CBC library (Debian: `coinor-libcbc-dev`).
 //!
 //! It is far slower than Q-RAM and meant for tests and benchmarks: it gives the
 //! optimum (or, when a limit stops it, the best answer found and a proven upper
 //! bound), against which the heuristic's optimality ratio is measured.
+//!
+//! The program: one binary `x[s][c]` per set-point `c` of session `s` that fits
+//! the capacities on its own; `Σ_c x[s][c] ≤ 1` (`= 1` for a required session);
+//! `Σ_{s,c} demand[s][c][r] · x[s][c] ≤ capacity[r]` per resource; maximise
+//! `Σ weight[s] · utility[s][c] · x[s][c]`.
 
-use std::time::Duration;
+use std::ffi::CString;
+use std::os::raw::c_int;
+use std::time::{Duration, Instant};
 
-use microlp::{ComparisonOp, OptimizationDirection, Problem as Lp, SolveOutcome, Variable};
+use coin_cbc::raw::{Model, Sense};
 use thiserror::Error;
 
 use crate::model::{
@@ -20,7 +28,7 @@ use crate::model::{
 pub struct ExactLimits {
     /// Wall-clock budget.
     pub time_limit: Option<Duration>,
-    /// Branch-and-bound node budget (deterministic).
+    /// Branch-and-bound node budget (deterministic: CBC runs on one thread).
     pub node_limit: Option<u64>,
     /// Largest product space that is enumerated.
     pub max_product_points: u128,
@@ -45,8 +53,8 @@ pub struct ExactSolution {
     pub proven_optimal: bool,
     /// A proven upper bound on the optimum (equal to the answer's utility when optimal).
     pub upper_bound: f64,
-    /// Branch-and-bound nodes solved.
-    pub nodes: u64,
+    /// Time the solver took (model building included).
+    pub elapsed: Duration,
 }
 
 /// Why the exact solver gave no answer.
@@ -71,9 +79,9 @@ pub enum ExactError {
     /// A limit stopped the search before any answer was found.
     #[error("stopped by a limit before finding an answer")]
     NoAnswer,
-    /// The LP solver failed.
-    #[error("LP solver: {0}")]
-    Solver(String),
+    /// The answer the solver returned breaks a capacity or rejects a required session.
+    #[error("the MILP solver returned an answer that breaks a constraint")]
+    Solver,
 }
 
 type Point = (f64, Vec<(usize, f64)>, SetPointRef);
@@ -82,7 +90,7 @@ fn enumerate(problem: &Problem, limits: &ExactLimits) -> Result<Vec<Vec<Point>>,
     let capacity: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
     let fits = |d: &[(usize, f64)]| {
         d.iter()
-            .all(|&(r, a)| a <= capacity[r] * (1.0 + 1e-12) + 1e-12)
+            .all(|&(r, a)| a <= capacity[r] + 1e-12 * capacity[r].max(1.0))
     };
     let mut all = Vec::with_capacity(problem.sessions.len());
     for s in &problem.sessions {
@@ -141,129 +149,47 @@ fn enumerate(problem: &Problem, limits: &ExactLimits) -> Result<Vec<Vec<Point>>,
     Ok(all)
 }
 
-/// Lagrangian relaxation of the points: `Σ λ + Σ_s max(0 | required, max_c (w·u − λ·d/C))`
-/// with λ per unit of capacity fraction; returns its value and per session the best term.
-fn relaxation(
-    problem: &Problem,
-    points: &[Vec<Point>],
-    lambda: &[f64],
-    grad: &mut [f64],
-    best: &mut [f64],
-) -> f64 {
-    grad.iter_mut().for_each(|g| *g = 0.0);
-    let cap: Vec<f64> = problem
-        .resources
-        .iter()
-        .map(|r| r.capacity.max(1e-12))
-        .collect();
-    let mut total: f64 = lambda.iter().sum();
-    for (s, (session, list)) in problem.sessions.iter().zip(points).enumerate() {
-        let mut top = if session.required {
-            f64::NEG_INFINITY
-        } else {
-            0.0
-        };
-        let mut arg = None;
-        for (i, (u, demand, _)) in list.iter().enumerate() {
-            let v = session.weight * u
-                - demand
-                    .iter()
-                    .map(|&(r, a)| lambda[r] * a / cap[r])
-                    .sum::<f64>();
-            if v > top {
-                top = v;
-                arg = Some(i);
-            }
-        }
-        best[s] = top;
-        if top.is_finite() {
-            total += top;
-        }
-        if let Some(i) = arg {
-            for &(r, a) in &list[i].1 {
-                grad[r] += a / cap[r];
+/// Drops the set-points that another set-point of the same session beats:
+/// at least the utility for no more of any resource. Of identical points the
+/// first stays. An optimum never needs a dominated point.
+fn drop_dominated(list: &mut Vec<Point>) {
+    let amount = |d: &[(usize, f64)], r: usize| d.iter().find(|x| x.0 == r).map_or(0.0, |x| x.1);
+    // j dominates i: no less utility, no more of any resource
+    let dominates = |j: &Point, i: &Point| {
+        j.0 >= i.0
+            && j.1.iter().all(|&(r, a)| a <= amount(&i.1, r))
+            && i.1.iter().all(|&(r, a)| amount(&j.1, r) <= a)
+    };
+    let n = list.len();
+    let mut keep = vec![true; n];
+    for i in 0..n {
+        for j in 0..n {
+            if i != j && keep[j] && dominates(&list[j], &list[i]) {
+                // identical points: keep the earlier one
+                if j > i && dominates(&list[i], &list[j]) {
+                    continue;
+                }
+                keep[i] = false;
+                break;
             }
         }
     }
-    grad.iter_mut().for_each(|g| *g = 1.0 - *g);
-    total
+    let mut k = 0;
+    list.retain(|_| {
+        k += 1;
+        keep[k - 1]
+    });
 }
 
-/// Reduced-cost fixing: with Lagrangian prices λ and a feasible answer worth
-/// `incumbent`, any answer worth more satisfies Σ_s (best_s − term_s(choice)) ≤
-/// L(λ) − incumbent, so a set-point (or a rejection) whose own loss exceeds that
-/// gap cannot be part of it and is dropped. Returns the remaining points and,
-/// per session, whether rejection was dropped (it must be admitted).
-fn reduced_cost_fixing(
-    problem: &Problem,
-    mut points: Vec<Vec<Point>>,
-    incumbent: f64,
-) -> (Vec<Vec<Point>>, Vec<bool>) {
-    let m = problem.resources.len();
-    let n = points.len();
-    let mut lambda = vec![0.0; m];
-    let mut grad = vec![0.0; m];
-    let mut best = vec![0.0; n];
-    let (mut bound, mut best_lambda) = (f64::INFINITY, lambda.clone());
-    let mut theta = 1.0;
-    let mut stall = 0;
-    for _ in 0..400 {
-        let value = relaxation(problem, &points, &lambda, &mut grad, &mut best);
-        if value < bound {
-            bound = value;
-            best_lambda.copy_from_slice(&lambda);
-            stall = 0;
-        } else {
-            stall += 1;
-            if stall >= 5 {
-                theta *= 0.5;
-                stall = 0;
-                lambda.copy_from_slice(&best_lambda);
-                continue;
-            }
-        }
-        let norm: f64 = grad
-            .iter()
-            .zip(&lambda)
-            .map(|(&g, &l)| if l <= 0.0 && g > 0.0 { 0.0 } else { g * g })
-            .sum();
-        let gap = value - incumbent;
-        if norm <= 1e-18 || gap <= 1e-9 * value.abs().max(1.0) || theta < 1e-6 {
-            break;
-        }
-        let step = theta * gap / norm;
-        for r in 0..m {
-            lambda[r] = (lambda[r] - step * grad[r]).max(0.0);
-        }
-    }
-    let value = relaxation(problem, &points, &best_lambda, &mut grad, &mut best);
-    let gap = value - incumbent;
-    let slack = 1e-9 * value.abs().max(1.0);
-    let cap: Vec<f64> = problem
-        .resources
-        .iter()
-        .map(|r| r.capacity.max(1e-12))
-        .collect();
-    let mut must_admit = vec![false; n];
-    for (s, (session, list)) in problem.sessions.iter().zip(points.iter_mut()).enumerate() {
-        list.retain(|(u, demand, _)| {
-            let v = session.weight * u
-                - demand
-                    .iter()
-                    .map(|&(r, a)| best_lambda[r] * a / cap[r])
-                    .sum::<f64>();
-            best[s] - v <= gap + slack
-        });
-        must_admit[s] = !session.required && best[s] > gap + slack;
-    }
-    (points, must_admit)
+fn set(model: &mut Model, key: &str, value: &str) {
+    let key = CString::new(key).expect("no NUL in a parameter name");
+    let value = CString::new(value).expect("no NUL in a parameter value");
+    model.set_parameter(&key, &value);
 }
 
 /// Groups of sessions that share no resource with any session outside their
 /// group (through any of their set-points): each group is a problem of its own.
-fn components(problem: &Problem, points: &[Vec<Point>]) -> Vec<Vec<usize>> {
-    let m = problem.resources.len();
-    let mut parent: Vec<usize> = (0..m).collect();
+fn components(resources: usize, points: &[Vec<Point>]) -> Vec<Vec<usize>> {
     fn find(parent: &mut [usize], mut x: usize) -> usize {
         while parent[x] != x {
             parent[x] = parent[parent[x]];
@@ -271,6 +197,7 @@ fn components(problem: &Problem, points: &[Vec<Point>]) -> Vec<Vec<usize>> {
         }
         x
     }
+    let mut parent: Vec<usize> = (0..resources).collect();
     let mut anchor = vec![None; points.len()];
     for (s, list) in points.iter().enumerate() {
         for (_, demand, _) in list {
@@ -303,215 +230,186 @@ fn components(problem: &Problem, points: &[Vec<Point>]) -> Vec<Vec<usize>> {
     out
 }
 
+/// The best answer CBC finds for the sessions `group`: per session of the
+/// group the index of its chosen point (or `None`), whether it is proven
+/// optimal, and a proven upper bound on the group's optimum.
+struct GroupAnswer {
+    choice: Vec<Option<usize>>,
+    proven_optimal: bool,
+    bound: f64,
+}
+
+fn solve_group(
+    problem: &Problem,
+    points: &[Vec<Point>],
+    group: &[usize],
+    limits: &ExactLimits,
+    time_left: Option<Duration>,
+    hint: Option<&Allocation>,
+) -> Result<GroupAnswer, ExactError> {
+    let n = group.len();
+    let m = problem.resources.len();
+    let columns: usize = group.iter().map(|&s| points[s].len()).sum();
+    if columns == 0 {
+        // nothing can be admitted (and no required session waits: checked before)
+        return Ok(GroupAnswer {
+            choice: vec![None; n],
+            proven_optimal: true,
+            bound: 0.0,
+        });
+    }
+    // rows: one per session (choose at most / exactly one), then one per resource
+    let mut row_lower = Vec::with_capacity(n + m);
+    let mut row_upper = Vec::with_capacity(n + m);
+    for &s in group {
+        row_lower.push(if problem.sessions[s].required {
+            1.0
+        } else {
+            0.0
+        });
+        row_upper.push(1.0);
+    }
+    for r in &problem.resources {
+        row_lower.push(f64::NEG_INFINITY);
+        row_upper.push(r.capacity);
+    }
+    let mut start: Vec<c_int> = Vec::with_capacity(columns + 1);
+    let mut index: Vec<c_int> = Vec::new();
+    let mut value: Vec<f64> = Vec::new();
+    let mut objective = Vec::with_capacity(columns);
+    let mut initial = Vec::with_capacity(columns);
+    let mut sorted: Vec<(usize, f64)> = Vec::new();
+    start.push(0);
+    for (row, &s) in group.iter().enumerate() {
+        let chosen = hint.and_then(|h| h.sessions.get(s)?.choice.as_ref());
+        for (u, demand, origin) in &points[s] {
+            index.push(row as c_int);
+            value.push(1.0);
+            sorted.clear();
+            sorted.extend(demand.iter().copied().filter(|&(_, a)| a > 0.0));
+            sorted.sort_unstable_by_key(|&(r, _)| r);
+            for &(r, a) in &sorted {
+                index.push((n + r) as c_int);
+                value.push(a);
+            }
+            start.push(index.len() as c_int);
+            objective.push(problem.sessions[s].weight * u);
+            initial.push(if chosen == Some(origin) { 1.0 } else { 0.0 });
+        }
+    }
+    let mut model = Model::new();
+    model.load_problem(
+        columns,
+        n + m,
+        &start,
+        &index,
+        &value,
+        Some(&vec![0.0; columns]),
+        Some(&vec![1.0; columns]),
+        Some(&objective),
+        Some(&row_lower),
+        Some(&row_upper),
+    );
+    for c in 0..columns {
+        model.set_integer(c);
+    }
+    model.set_obj_sense(Sense::Maximize);
+    model.set_log_level(0);
+    set(&mut model, "log", "0");
+    set(&mut model, "threads", "0");
+    set(&mut model, "ratioGap", "0");
+    set(&mut model, "allowableGap", "1e-9");
+    set(&mut model, "primalTolerance", "1e-10");
+    set(&mut model, "integerTolerance", "1e-9");
+    // The incumbent comes from the hint; CBC's own presolve, cuts and
+    // heuristics cost far more than they save on these multiple-choice
+    // problems (measured: several times slower to prove optimality).
+    set(&mut model, "preprocess", "off");
+    set(&mut model, "cuts", "off");
+    set(&mut model, "heuristicsOnOff", "off");
+    if let Some(t) = time_left {
+        set(&mut model, "seconds", &format!("{}", t.as_secs_f64()));
+    }
+    if let Some(nodes) = limits.node_limit {
+        set(&mut model, "maxNodes", &nodes.to_string());
+    }
+    if hint.is_some() {
+        model.set_initial_solution(&initial);
+    }
+    model.solve();
+    if model.is_proven_infeasible() {
+        return Err(ExactError::Infeasible);
+    }
+    let solution = model.col_solution();
+    let mut choice = Vec::with_capacity(n);
+    let mut column = 0;
+    for &s in group {
+        let k = points[s].len();
+        choice.push((0..k).find(|&i| solution.get(column + i).is_some_and(|&x| x > 0.5)));
+        column += k;
+    }
+    Ok(GroupAnswer {
+        choice,
+        proven_optimal: model.is_proven_optimal(),
+        bound: model.best_possible_value(),
+    })
+}
+
 /// Solves `problem` exactly (within `limits`). `hint`, if given, is a feasible
-/// allocation of the same problem used as the first incumbent.
+/// allocation of the same problem, handed to the solver as its first incumbent.
 ///
-/// Sessions that share no resource, directly or through others, form
-/// independent problems; each is solved on its own (the time limit is shared
-/// out among them) and the answers are put together.
+/// Set-points dominated by another of the same session are dropped first, and
+/// sessions that share no resource, directly or through others, form
+/// independent problems, each solved on its own (limits apply to each; the
+/// time limit is shared out).
+///
+/// # Errors
+/// [`ExactError::Model`] for a malformed problem, [`ExactError::TooLarge`] for a
+/// product space beyond `limits.max_product_points`, [`ExactError::Infeasible`]
+/// when the required sessions cannot all be admitted, [`ExactError::NoAnswer`]
+/// when a limit stopped the search first.
 pub fn solve_exact(
     problem: &Problem,
     limits: &ExactLimits,
     hint: Option<&Allocation>,
 ) -> Result<ExactSolution, ExactError> {
+    let started = Instant::now();
     problem.validate()?;
-    let points = enumerate(problem, limits)?;
-    let own_hint;
-    let hint = match hint {
-        Some(h) => Some(h),
-        None => {
-            own_hint = crate::solve(problem).ok();
-            own_hint.as_ref()
-        }
-    };
-    let (points, must_admit) = match hint {
-        Some(h) => reduced_cost_fixing(problem, points, h.total_utility),
-        None => {
-            let n = points.len();
-            (points, vec![false; n])
-        }
-    };
-    let mut problem = problem.clone();
-    for (s, &must) in problem.sessions.iter_mut().zip(&must_admit) {
-        s.required |= must;
-    }
-    let problem = &problem;
-    let groups = components(problem, &points);
-    if groups.len() <= 1 {
-        return solve_points(problem, &points, limits, hint);
-    }
-    let started = std::time::Instant::now();
-    let mut sessions: Vec<Option<SessionAllocation>> = vec![None; problem.sessions.len()];
-    let mut proven_optimal = true;
-    let mut upper_bound = 0.0;
-    let mut nodes = 0;
-    for (g, group) in groups.iter().enumerate() {
-        let sub = Problem {
-            resources: problem.resources.clone(),
-            sessions: group.iter().map(|&s| problem.sessions[s].clone()).collect(),
-        };
-        let sub_points: Vec<Vec<Point>> = group.iter().map(|&s| points[s].clone()).collect();
-        let sub_hint = hint.map(|h| Allocation {
-            sessions: group.iter().map(|&s| h.sessions[s].clone()).collect(),
-            ..h.clone()
-        });
-        let mut sub_limits = *limits;
-        if let Some(t) = limits.time_limit {
-            let left = t.saturating_sub(started.elapsed());
-            sub_limits.time_limit = Some(left / (groups.len() - g) as u32);
-        }
-        let answer = solve_points(&sub, &sub_points, &sub_limits, sub_hint.as_ref())?;
-        proven_optimal &= answer.proven_optimal;
-        upper_bound += answer.upper_bound;
-        nodes += answer.nodes;
-        for (&s, a) in group.iter().zip(answer.allocation.sessions) {
-            sessions[s] = Some(a);
-        }
-    }
-    let sessions: Vec<SessionAllocation> = sessions
-        .into_iter()
-        .map(|a| a.expect("every session is in a group"))
-        .collect();
-    let mut usage = vec![0.0; problem.resources.len()];
-    let mut total = 0.0;
-    for (s, a) in problem.sessions.iter().zip(&sessions) {
-        total += s.weight * a.utility;
-        for &(r, x) in &a.demand {
-            usage[r] += x;
-        }
-    }
-    Ok(finish(
-        problem,
-        sessions,
-        usage,
-        total,
-        proven_optimal,
-        upper_bound,
-        nodes,
-    ))
-}
-
-/// Puts an exact answer together; the bound is the answer's own utility when optimal.
-fn finish(
-    problem: &Problem,
-    sessions: Vec<SessionAllocation>,
-    usage: Vec<f64>,
-    total: f64,
-    proven_optimal: bool,
-    bound: f64,
-    nodes: u64,
-) -> ExactSolution {
-    let upper_bound = if proven_optimal {
-        total
-    } else {
-        bound.max(total)
-    };
-    ExactSolution {
-        allocation: Allocation {
-            sessions,
-            total_utility: total,
-            usage,
-            upper_bound: Some(upper_bound),
-            shadow_prices: vec![0.0; problem.resources.len()],
-        },
-        proven_optimal,
-        upper_bound,
-        nodes,
-    }
-}
-
-fn solve_points(
-    problem: &Problem,
-    points: &[Vec<Point>],
-    limits: &ExactLimits,
-    hint: Option<&Allocation>,
-) -> Result<ExactSolution, ExactError> {
-    let mut lp = Lp::new(OptimizationDirection::Maximize);
-    let mut vars: Vec<Vec<Variable>> = Vec::with_capacity(points.len());
-    let mut rows: Vec<Vec<(Variable, f64)>> = vec![Vec::new(); problem.resources.len()];
-    for (s, list) in problem.sessions.iter().zip(points.iter()) {
+    let mut points = enumerate(problem, limits)?;
+    for (s, list) in problem.sessions.iter().zip(points.iter_mut()) {
         if s.required && list.is_empty() {
             return Err(ExactError::Infeasible);
         }
-        let vs: Vec<Variable> = list
-            .iter()
-            .map(|(u, demand, _)| {
-                let v = lp.add_binary_var(s.weight * u);
-                for &(r, a) in demand {
-                    if a > 0.0 {
-                        rows[r].push((v, a));
-                    }
-                }
-                v
-            })
-            .collect();
-        if !vs.is_empty() {
-            let expr: Vec<(Variable, f64)> = vs.iter().map(|&v| (v, 1.0)).collect();
-            let op = if s.required {
-                ComparisonOp::Eq
-            } else {
-                ComparisonOp::Le
-            };
-            lp.add_constraint(expr.as_slice(), op, 1.0);
-        }
-        vars.push(vs);
+        drop_dominated(list);
     }
-    for (r, row) in rows.iter().enumerate() {
-        if !row.is_empty() {
-            lp.add_constraint(
-                row.as_slice(),
-                ComparisonOp::Le,
-                problem.resources[r].capacity,
-            );
+    let n = problem.sessions.len();
+    let m = problem.resources.len();
+    let groups = components(m, &points);
+    let mut choice: Vec<Option<usize>> = vec![None; n];
+    let mut proven_optimal = true;
+    let mut bound = 0.0;
+    for (g, group) in groups.iter().enumerate() {
+        let time_left = limits
+            .time_limit
+            .map(|t| t.saturating_sub(started.elapsed()) / (groups.len() - g) as u32);
+        let answer = solve_group(problem, &points, group, limits, time_left, hint)?;
+        proven_optimal &= answer.proven_optimal;
+        bound += answer.bound;
+        for (&s, c) in group.iter().zip(answer.choice) {
+            choice[s] = c;
         }
     }
-    let mut options = microlp::SolveOptions::default();
-    options.time_limit = limits.time_limit;
-    options.node_limit = limits.node_limit;
-    if let Some(h) = hint {
-        let mut start = Vec::new();
-        for ((list, vs), a) in points.iter().zip(&vars).zip(&h.sessions) {
-            for (p, &v) in list.iter().zip(vs) {
-                start.push((
-                    v,
-                    if a.choice.as_ref() == Some(&p.2) {
-                        1.0
-                    } else {
-                        0.0
-                    },
-                ));
-            }
-        }
-        options.warm_start = Some(start);
-    }
-    let outcome = match lp.solve_with(options) {
-        Ok(o) => o,
-        Err(microlp::Error::Infeasible) => return Err(ExactError::Infeasible),
-        Err(e) => return Err(ExactError::Solver(e.to_string())),
-    };
-    let stats = outcome.stats();
-    let proven_optimal = outcome.is_optimal();
-    let solution = match outcome {
-        SolveOutcome::Solution(s) => s,
-        SolveOutcome::Interrupted(_) => return Err(ExactError::NoAnswer),
-    };
-    let mut sessions = Vec::with_capacity(points.len());
-    let mut usage = vec![0.0; problem.resources.len()];
+    let mut sessions = Vec::with_capacity(n);
+    let mut usage = vec![0.0; m];
     let mut total = 0.0;
-    for ((s, list), vs) in problem.sessions.iter().zip(points.iter()).zip(&vars) {
-        let chosen = vs
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i, solution.var_value(v)))
-            .filter(|&(_, x)| x > 0.5)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        match chosen {
-            Some((i, _)) => {
-                let (u, demand, origin) = &list[i];
+    for ((session, list), c) in problem.sessions.iter().zip(&points).zip(&choice) {
+        match c {
+            Some(i) => {
+                let (u, demand, origin) = &list[*i];
                 for &(r, a) in demand {
                     usage[r] += a;
                 }
-                total += s.weight * u;
+                total += session.weight * u;
                 sessions.push(SessionAllocation {
                     choice: Some(origin.clone()),
                     utility: *u,
@@ -521,14 +419,34 @@ fn solve_points(
             None => sessions.push(SessionAllocation::rejected()),
         }
     }
-    let bound = stats.best_bound.unwrap_or(f64::INFINITY);
-    Ok(finish(
-        problem,
+    let allocation = Allocation {
         sessions,
+        total_utility: total,
         usage,
-        total,
+        upper_bound: None,
+        shadow_prices: vec![0.0; m],
+    };
+    if !problem.is_feasible(&allocation) {
+        // no incumbent at all (a limit struck first), or a broken answer
+        if !proven_optimal {
+            return Err(ExactError::NoAnswer);
+        }
+        return Err(ExactError::Solver);
+    }
+    let upper_bound = if proven_optimal {
+        total
+    } else if bound.is_finite() {
+        bound.max(total)
+    } else {
+        f64::INFINITY
+    };
+    Ok(ExactSolution {
+        allocation: Allocation {
+            upper_bound: Some(upper_bound),
+            ..allocation
+        },
         proven_optimal,
-        bound,
-        stats.nodes_solved,
-    ))
+        upper_bound,
+        elapsed: started.elapsed(),
+    })
 }

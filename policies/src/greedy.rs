@@ -2,21 +2,24 @@
 //! weighted utility against compound resource, always taking, across all
 //! sessions, the step with the largest marginal utility that still fits.
 //!
-//! With re-pricing on, the price of a resource grows with its utilisation; when
-//! a resource crosses a tenth of its capacity the prices change, and each
-//! session's majorant is rebuilt (lazily, the next time its step comes up).
+//! The majorant of a session is built in time linear in its number of
+//! candidates: the catalog lists them by decreasing value (independent of the
+//! prices), so one pass keeps the staircase of points that cost less than
+//! every more valuable one, already in cost order, and a monotone chain over
+//! the staircase gives the upper hull. A step that does not fit makes the
+//! session rebuild its majorant from the candidates that fit, a few times at
+//! most. The ascent also records, per resource, the marginal utility of the
+//! first step it blocked: the price at which that resource ran out.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use crate::catalog::{Assignment, Catalog, REJECT};
-use crate::majorant::upper_hull;
+use crate::catalog::{Assignment, Catalog, REJECT, capacity_slack};
 
 #[derive(Clone, Copy, Debug)]
 struct Step {
     slope: f64,
     session: u32,
-    epoch: u32,
 }
 
 impl PartialEq for Step {
@@ -38,210 +41,231 @@ impl Ord for Step {
     }
 }
 
-/// How the ascent prices resources.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Pricing {
-    /// The given prices throughout.
-    Fixed,
-    /// The given prices scaled by `1 + strength · utilisation²`, updated as resources fill.
-    Scarcity { strength: f64 },
-}
+/// A step that does not fit makes the session rebuild its majorant from the
+/// candidates that fit; after this many rebuilds it stops climbing.
+const MAX_REBUILDS: u8 = 3;
 
-/// A rebuild after a step that did not fit keeps only candidates that fit;
-/// after this many such rebuilds a session stops climbing.
-const MAX_FAILED_REBUILDS: u8 = 3;
-
-struct Climber<'a> {
-    cat: &'a Catalog,
+/// Scratch space of the ascent, kept across calls so that repeated ascents
+/// allocate nothing.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ascent {
+    /// Compound resource of every candidate under the current prices.
+    pub cost: Vec<f64>,
     hull: Vec<u32>,
-    /// (next position, end) into `hull`
+    /// (next position, end) into `hull`, per session
     range: Vec<(u32, u32)>,
-    failures: Vec<u8>,
-    points: Vec<(f64, f64, u32)>,
-    out: Vec<u32>,
+    rebuilds: Vec<u8>,
+    stair: Vec<u32>,
+    heap: BinaryHeap<Step>,
+    /// Per resource: the largest marginal utility (per unit of compound
+    /// resource) of a step it blocked, 0 if it blocked none.
+    pub blocked: Vec<f64>,
 }
 
-impl Climber<'_> {
-    fn rebuild(&mut self, asg: &Assignment, s: usize, prices: &[f64], only_fitting: bool) {
-        let sc = &self.cat.sessions[s];
+impl Ascent {
+    /// Upper hull, from the session's current point, of its candidates worth
+    /// more (only those that fit when `only_fitting`), appended to `hull`.
+    fn rebuild(&mut self, cat: &Catalog, asg: &Assignment, s: usize, only_fitting: bool) {
         let cur = asg.choice[s];
-        let here = sc.value_of(cur);
-        self.points.clear();
-        for c in 0..sc.len() as u32 {
-            let v = sc.value[c as usize];
-            if v > here && (!only_fitting || asg.fits(self.cat, s, c)) {
-                self.points.push((sc.cost(c, prices), v, c));
+        let base = cat.first[s] as usize;
+        let (h0, v0) = if cur == REJECT {
+            (0.0, 0.0)
+        } else {
+            (
+                self.cost[base + cur as usize],
+                cat.value[base + cur as usize],
+            )
+        };
+        // staircase: by decreasing value, keep the points cheaper than all better ones
+        self.stair.clear();
+        let mut cheapest = f64::INFINITY;
+        for &c in &cat.order[base..base + cat.len(s)] {
+            let p = base + c as usize;
+            if cat.value[p] <= v0 {
+                break;
+            }
+            let h = self.cost[p];
+            if h < cheapest && (!only_fitting || asg.fits(cat, s, c)) {
+                cheapest = h;
+                self.stair.push(c);
             }
         }
-        upper_hull(
-            (sc.cost(cur, prices), here),
-            &mut self.points,
-            &mut self.out,
-        );
-        let a = self.hull.len() as u32;
-        self.hull.extend_from_slice(&self.out);
-        self.range[s] = (a, self.hull.len() as u32);
+        // in increasing cost: first the points that cost no more than the
+        // current one (the best of them is a free upgrade), then a monotone chain
+        let a = self.hull.len();
+        let mut sv = v0;
+        let mut k = self.stair.len();
+        let mut free = None;
+        while k > 0 {
+            let c = self.stair[k - 1];
+            let p = base + c as usize;
+            if self.cost[p] > h0 {
+                break;
+            }
+            free = Some(c);
+            sv = cat.value[p];
+            k -= 1;
+        }
+        if let Some(f) = free {
+            self.hull.push(f);
+        }
+        let chain = self.hull.len();
+        for i in (0..k).rev() {
+            let c = self.stair[i];
+            let p = base + c as usize;
+            let (h, v) = (self.cost[p], cat.value[p]);
+            while self.hull.len() > chain {
+                let last = base + *self.hull.last().expect("non-empty") as usize;
+                let (h2, v2) = (self.cost[last], cat.value[last]);
+                let (h1, v1) = if self.hull.len() >= chain + 2 {
+                    let q = base + self.hull[self.hull.len() - 2] as usize;
+                    (self.cost[q], cat.value[q])
+                } else {
+                    (h0, sv)
+                };
+                // drop the last vertex if it lies strictly below the chord to (h, v);
+                // points on the chord stay, so the ascent can take the smaller step
+                if (v2 - v1) * (h - h1) < (v - v1) * (h2 - h1) {
+                    self.hull.pop();
+                } else {
+                    break;
+                }
+            }
+            self.hull.push(c);
+        }
+        self.range[s] = (a as u32, self.hull.len() as u32);
     }
 
-    fn next_step(&self, asg: &Assignment, s: usize, prices: &[f64], epoch: u32) -> Option<Step> {
+    fn next_step(&self, cat: &Catalog, asg: &Assignment, s: usize) -> Option<Step> {
         let (pos, end) = self.range[s];
         if pos >= end {
             return None;
         }
-        let sc = &self.cat.sessions[s];
-        let c = self.hull[pos as usize];
+        let base = cat.first[s] as usize;
+        let c = self.hull[pos as usize] as usize;
         let cur = asg.choice[s];
-        let dv = sc.value[c as usize] - sc.value_of(cur);
-        let dh = sc.cost(c, prices) - sc.cost(cur, prices);
+        let (h0, v0) = if cur == REJECT {
+            (0.0, 0.0)
+        } else {
+            (
+                self.cost[base + cur as usize],
+                cat.value[base + cur as usize],
+            )
+        };
+        let dv = cat.value[base + c] - v0;
+        let dh = self.cost[base + c] - h0;
         let slope = if dh <= 0.0 { f64::INFINITY } else { dv / dh };
         Some(Step {
             slope,
             session: s as u32,
-            epoch,
         })
     }
-}
 
-fn scarcity_prices(base: &[f64], usage: &[f64], capacity: &[f64], strength: f64, out: &mut [f64]) {
-    for r in 0..base.len() {
-        let u = if capacity[r] > 0.0 {
-            (usage[r] / capacity[r]).min(1.0)
-        } else {
-            1.0
+    /// Climbs from `asg` (whose choices are the starting points) for the
+    /// sessions in `sessions` (all when `None`), under the compound resource
+    /// of `prices`, until no step fits.
+    pub fn ascend(
+        &mut self,
+        cat: &Catalog,
+        asg: &mut Assignment,
+        prices: &[f64],
+        sessions: Option<&[usize]>,
+    ) {
+        let n = cat.sessions();
+        cat.costs(prices, &mut self.cost);
+        self.hull.clear();
+        self.range.clear();
+        self.range.resize(n, (0, 0));
+        self.rebuilds.clear();
+        self.rebuilds.resize(n, 0);
+        self.blocked.clear();
+        self.blocked.resize(cat.resources(), 0.0);
+        self.heap.clear();
+        let start = |me: &mut Self, s: usize| {
+            me.rebuild(cat, asg, s, false);
+            if let Some(step) = me.next_step(cat, asg, s) {
+                me.heap.push(step);
+            }
         };
-        out[r] = base[r] * (1.0 + strength * u * u);
-    }
-}
-
-fn bands(usage: &[f64], capacity: &[f64]) -> u64 {
-    // a cheap fingerprint of the utilisation tenths: their sum
-    usage
-        .iter()
-        .zip(capacity)
-        .map(|(&u, &c)| {
-            if c > 0.0 {
-                ((u / c) * 10.0).floor() as u64
+        match sessions {
+            Some(list) => list.iter().for_each(|&s| start(self, s)),
+            None => (0..n).for_each(|s| start(self, s)),
+        }
+        while let Some(step) = self.heap.pop() {
+            let s = step.session as usize;
+            let (pos, _) = self.range[s];
+            let c = self.hull[pos as usize];
+            if asg.fits(cat, s, c) {
+                asg.set(cat, s, c);
+                self.range[s].0 += 1;
             } else {
-                0
+                if step.slope.is_finite() {
+                    let from = asg.choice[s];
+                    let (res, amt) = cat.demand(s, c);
+                    for (&r, &a) in res.iter().zip(amt) {
+                        let ru = r as usize;
+                        if asg.usage[ru] - cat.amount(s, from, r) + a > cat.limit[ru] {
+                            self.blocked[ru] = self.blocked[ru].max(step.slope);
+                        }
+                    }
+                }
+                self.rebuilds[s] += 1;
+                if self.rebuilds[s] > MAX_REBUILDS {
+                    continue;
+                }
+                self.rebuild(cat, asg, s, true);
             }
-        })
-        .sum()
+            if let Some(step) = self.next_step(cat, asg, s) {
+                self.heap.push(step);
+            }
+        }
+    }
 }
 
-/// Climbs from `asg` (whose choices are the starting points) for the sessions
-/// in `sessions` (all when `None`), until no step fits.
-pub(crate) fn ascend(
-    cat: &Catalog,
-    asg: &mut Assignment,
-    base_prices: &[f64],
-    pricing: Pricing,
-    sessions: Option<&[usize]>,
-) {
-    let n = cat.sessions.len();
-    let mut prices = base_prices.to_vec();
-    if let Pricing::Scarcity { strength } = pricing {
-        scarcity_prices(
-            base_prices,
-            &asg.usage,
-            &cat.capacity,
-            strength,
-            &mut prices,
-        );
-    }
-    let mut climber = Climber {
-        cat,
-        hull: Vec::new(),
-        range: vec![(0, 0); n],
-        failures: vec![0; n],
-        points: Vec::new(),
-        out: Vec::new(),
-    };
-    let mut epoch = 0u32;
-    let mut band = bands(&asg.usage, &cat.capacity);
-    let mut heap = BinaryHeap::new();
-    let all: Vec<usize>;
-    let list = match sessions {
-        Some(l) => l,
-        None => {
-            all = (0..n).collect();
-            &all
-        }
-    };
-    for &s in list {
-        climber.rebuild(asg, s, &prices, false);
-        if let Some(step) = climber.next_step(asg, s, &prices, epoch) {
-            heap.push(step);
-        }
-    }
-    while let Some(step) = heap.pop() {
-        let s = step.session as usize;
-        if step.epoch != epoch {
-            climber.rebuild(asg, s, &prices, climber.failures[s] > 0);
-            if let Some(step) = climber.next_step(asg, s, &prices, epoch) {
-                heap.push(step);
-            }
-            continue;
-        }
-        let (pos, _) = climber.range[s];
-        let c = climber.hull[pos as usize];
-        if asg.fits(cat, s, c) {
-            asg.set(cat, s, c);
-            climber.range[s].0 += 1;
-            if let Pricing::Scarcity { strength } = pricing {
-                let b = bands(&asg.usage, &cat.capacity);
-                if b != band {
-                    band = b;
-                    epoch += 1;
-                    scarcity_prices(
-                        base_prices,
-                        &asg.usage,
-                        &cat.capacity,
-                        strength,
-                        &mut prices,
-                    );
-                }
-            }
-        } else {
-            climber.failures[s] += 1;
-            if climber.failures[s] > MAX_FAILED_REBUILDS {
-                continue;
-            }
-            climber.rebuild(asg, s, &prices, true);
-        }
-        if let Some(step) = climber.next_step(asg, s, &prices, epoch) {
-            heap.push(step);
-        }
-    }
+/// Why the required sessions could not be placed.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RequiredFailure {
+    /// The session has no set-point that fits the capacities on its own.
+    NoSetPoint { session: usize },
+    /// These resources stay over capacity.
+    Overload { resources: Vec<usize> },
 }
 
 /// Gives every required session a starting set-point so that all capacities
 /// hold: first the candidate with least compound resource under `prices`, then
 /// moves that reduce the total overload until none is left.
-/// Returns `Err(overloaded resources)` if the overload cannot be removed, and
-/// `Err(vec![])`-free errors through [`RequiredFailure`].
 pub(crate) fn place_required(
     cat: &Catalog,
     asg: &mut Assignment,
     prices: &[f64],
 ) -> Result<(), RequiredFailure> {
-    for (s, sc) in cat.sessions.iter().enumerate() {
-        if !sc.required || asg.choice[s] != REJECT {
+    let mut any = false;
+    for s in 0..cat.sessions() {
+        if !cat.required[s] || asg.choice[s] != REJECT {
             continue;
         }
-        if sc.len() == 0 {
+        any = true;
+        if cat.len(s) == 0 {
             return Err(RequiredFailure::NoSetPoint { session: s });
         }
-        let best = (0..sc.len() as u32)
-            .min_by(|&a, &b| sc.cost(a, prices).total_cmp(&sc.cost(b, prices)))
+        let best = (0..cat.len(s) as u32)
+            .min_by(|&a, &b| {
+                cat.cost(s, a, prices)
+                    .total_cmp(&cat.cost(s, b, prices))
+                    .then(cat.value_of(s, b).total_cmp(&cat.value_of(s, a)))
+            })
             .expect("non-empty");
         asg.set(cat, s, best);
+    }
+    if !any {
+        return Ok(());
     }
     let overload = |usage: &[f64]| -> f64 {
         usage
             .iter()
             .zip(&cat.capacity)
             .map(|(&u, &c)| {
-                let excess = u - c - crate::catalog::capacity_slack(c);
+                let excess = u - c - capacity_slack(c);
                 if excess > 0.0 {
                     excess / c.max(1e-12)
                 } else {
@@ -254,17 +278,17 @@ pub(crate) fn place_required(
     let mut rounds = 0usize;
     while current > 0.0 {
         rounds += 1;
-        if rounds > 4 * cat.sessions.len() + 16 {
+        if rounds > 4 * cat.sessions() + 16 {
             break;
         }
         // best single move of a required session
         let mut best: Option<(f64, usize, u32)> = None;
-        for (s, sc) in cat.sessions.iter().enumerate() {
-            if !sc.required {
+        for s in 0..cat.sessions() {
+            if !cat.required[s] {
                 continue;
             }
             let from = asg.choice[s];
-            for c in 0..sc.len() as u32 {
+            for c in 0..cat.len(s) as u32 {
                 if c == from {
                     continue;
                 }
@@ -289,21 +313,12 @@ pub(crate) fn place_required(
         let resources = asg
             .usage
             .iter()
-            .zip(&cat.capacity)
+            .zip(&cat.limit)
             .enumerate()
-            .filter(|(_, (u, c))| **u > **c + crate::catalog::capacity_slack(**c))
+            .filter(|(_, (u, l))| **u > **l)
             .map(|(r, _)| r)
             .collect();
         return Err(RequiredFailure::Overload { resources });
     }
     Ok(())
-}
-
-/// Why the required sessions could not be placed.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum RequiredFailure {
-    /// The session has no set-point that fits the capacities on its own.
-    NoSetPoint { session: usize },
-    /// These resources stay over capacity.
-    Overload { resources: Vec<usize> },
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::catalog::{Assignment, Catalog, REJECT, SessionCatalog, capacity_slack, path_prices};
+use crate::catalog::{Assignment, Catalog, REJECT, path_prices};
 use crate::explain::{Explanation, RejectionReason, explain, room_at_minimum, shortest_fall};
 use crate::majorant::upper_hull;
 use crate::model::{Allocation, Problem, Session, SetPointRef};
@@ -85,21 +85,21 @@ impl QramState {
     /// As [`crate::solve`].
     pub fn new(problem: Problem, options: IncrementalOptions) -> Result<Self, SolveError> {
         problem.validate()?;
-        let cat = Catalog::build(&problem);
-        let (asg, lag) = solve_catalog(&problem, &cat, &options.solve)?;
+        let path_prices = path_prices(&problem);
+        let cat = Catalog::build(&problem, &path_prices).expect("validated");
+        let solved = solve_catalog(&problem, &cat, &options.solve)?;
         let index = problem
             .sessions
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id.clone(), i))
             .collect();
-        let path_prices = path_prices(&problem);
         Ok(QramState {
             problem,
             index,
             cat,
-            asg,
-            prices: lag.prices,
+            asg: solved.assignment,
+            prices: solved.prices,
             path_prices,
             options,
         })
@@ -142,7 +142,7 @@ impl QramState {
     fn change_cost(&self, s: usize, previous: &[u32], asg: &Assignment) -> f64 {
         if s < previous.len() && previous[s] != REJECT && asg.choice[s] == previous[s] {
             self.options.change_cost_absolute
-                + self.options.change_cost_relative * self.cat.sessions[s].value_of(previous[s])
+                + self.options.change_cost_relative * self.cat.value_of(s, previous[s])
         } else {
             0.0
         }
@@ -153,8 +153,7 @@ impl QramState {
         for (s, &c) in self.asg.choice.iter().enumerate() {
             let before = previous.get(s).copied().unwrap_or(REJECT);
             if before != c {
-                let origin =
-                    |x: u32| (x != REJECT).then(|| self.cat.sessions[s].origin[x as usize].clone());
+                let origin = |x: u32| (x != REJECT).then(|| self.cat.origin(s, x));
                 out.push(Change {
                     id: self.problem.sessions[s].id.clone(),
                     from: origin(before),
@@ -178,14 +177,14 @@ impl QramState {
         let cat = &self.cat;
         let mut charged = 0.0;
         let mut moved: Vec<bool> = Vec::new();
-        for _ in 0..4 * cat.sessions.len() + 8 {
+        for _ in 0..4 * cat.sessions() + 8 {
             let over: Vec<(usize, f64)> = trial
                 .usage
                 .iter()
                 .zip(&cat.capacity)
                 .enumerate()
-                .filter_map(|(r, (&u, &c))| {
-                    let x = u - c - capacity_slack(c);
+                .filter_map(|(r, (&u, _))| {
+                    let x = u - cat.limit[r];
                     (x > 0.0).then_some((r, x))
                 })
                 .collect();
@@ -207,9 +206,8 @@ impl QramState {
                 if s == newcomer || trial.choice[s] == REJECT {
                     continue;
                 }
-                let sc = &cat.sessions[s];
                 let cur = trial.choice[s];
-                if !sc.demand(cur).0.contains(&(worst as u32)) {
+                if !cat.demand(s, cur).0.contains(&(worst as u32)) {
                     continue;
                 }
                 let cost = if moved.get(s).copied().unwrap_or(false) {
@@ -218,21 +216,19 @@ impl QramState {
                     self.change_cost(s, previous, trial)
                 };
                 let mut consider = |c: u32| {
-                    let loss = sc.value_of(cur) - sc.value_of(c) + cost;
+                    let loss = cat.value_of(s, cur) - cat.value_of(s, c) + cost;
                     let mut relief = 0.0;
                     let mut harm = false;
                     for &(r, x) in &over {
-                        let freed = sc.amount(cur, r as u32) - sc.amount(c, r as u32);
+                        let freed = cat.amount(s, cur, r as u32) - cat.amount(s, c, r as u32);
                         relief += freed.min(x).max(0.0) / cat.capacity[r].max(1e-12);
                     }
                     // must not overload a resource that has room now
-                    let (res, amt) = sc.demand(c);
+                    let (res, amt) = cat.demand(s, c);
                     for (&r, &a) in res.iter().zip(amt) {
                         let ru = r as usize;
-                        let u = trial.usage[ru] - sc.amount(cur, r) + a;
-                        if a > sc.amount(cur, r)
-                            && u > cat.capacity[ru] + capacity_slack(cat.capacity[ru])
-                        {
+                        let here = cat.amount(s, cur, r);
+                        if a > here && trial.usage[ru] - here + a > cat.limit[ru] {
                             harm = true;
                         }
                     }
@@ -243,11 +239,11 @@ impl QramState {
                         }
                     }
                 };
-                if !sc.required {
+                if !cat.required[s] {
                     consider(REJECT);
                 }
-                for c in 0..sc.len() as u32 {
-                    if c != cur && sc.value[c as usize] <= sc.value_of(cur) {
+                for c in 0..cat.len(s) as u32 {
+                    if c != cur && cat.value_of(s, c) <= cat.value_of(s, cur) {
                         consider(c);
                     }
                 }
@@ -281,8 +277,9 @@ impl QramState {
             sessions: vec![session.clone()],
         }
         .validate()?;
-        let sc = SessionCatalog::build(&session, &self.cat.capacity, &self.path_prices);
         let s = self.problem.sessions.len();
+        let pushed = self.cat.push(&session, &self.path_prices);
+        debug_assert!(pushed, "validated");
         self.problem.sessions.push(session);
         let reject = |state: &mut Self, reason: RejectionReason, binding: Vec<usize>| {
             let names = binding
@@ -290,6 +287,7 @@ impl QramState {
                 .map(|r| state.problem.resources[r].name.clone())
                 .collect();
             state.problem.sessions.pop();
+            state.cat.pop();
             Ok(Admission {
                 admitted: false,
                 changes: Vec::new(),
@@ -303,25 +301,24 @@ impl QramState {
         let room = room_at_minimum(&self.problem, s);
         match shortest_fall(&self.problem, s, &room) {
             None => return reject(self, RejectionReason::NoSetPoint, Vec::new()),
-            Some((lack, short)) if lack > 0.0 || sc.len() == 0 => {
+            Some((lack, short)) if lack > 0.0 || self.cat.len(s) == 0 => {
                 return reject(self, RejectionReason::DoesNotFit, short);
             }
             Some(_) => {}
         }
         let previous = self.asg.choice.clone();
-        self.cat.sessions.push(sc);
         self.asg.choice.push(REJECT);
-        let sc = &self.cat.sessions[s];
+        let cat = &self.cat;
         // candidates to try: the newcomer's majorant at current prices, best
         // reduced profit first, and its cheapest set-point
-        let mut points: Vec<(f64, f64, u32)> = (0..sc.len() as u32)
-            .map(|c| (sc.cost(c, &self.prices), sc.value[c as usize], c))
+        let mut points: Vec<(f64, f64, u32)> = (0..cat.len(s) as u32)
+            .map(|c| (cat.cost(s, c, &self.prices), cat.value_of(s, c), c))
             .collect();
         let mut hull = Vec::new();
         upper_hull((0.0, 0.0), &mut points, &mut hull);
         let mut tries: Vec<(f64, u32)> = hull
             .iter()
-            .map(|&c| (sc.value[c as usize] - sc.cost(c, &self.prices), c))
+            .map(|&c| (cat.value_of(s, c) - cat.cost(s, c, &self.prices), c))
             .collect();
         tries.sort_by(|a, b| b.0.total_cmp(&a.0));
         tries.truncate(self.options.newcomer_tries.max(1));
@@ -331,19 +328,19 @@ impl QramState {
             .iter()
             .map(|&c| if c > 0.0 { 1.0 / c } else { 0.0 })
             .collect();
-        if let Some(cheapest) =
-            (0..sc.len() as u32).min_by(|&a, &b| sc.cost(a, &unit).total_cmp(&sc.cost(b, &unit)))
+        if let Some(cheapest) = (0..cat.len(s) as u32)
+            .min_by(|&a, &b| cat.cost(s, a, &unit).total_cmp(&cat.cost(s, b, &unit)))
             && !tries.iter().any(|t| t.1 == cheapest)
         {
             tries.push((0.0, cheapest));
         }
         let mut users = vec![Vec::new(); self.cat.resources()];
         for (x, &c) in self.asg.choice.iter().enumerate() {
-            for &r in self.cat.sessions[x].demand(c).0 {
+            for &r in self.cat.demand(x, c).0 {
                 users[r as usize].push(x as u32);
             }
         }
-        let required = self.cat.sessions[s].required;
+        let required = self.cat.required[s];
         let mut best: Option<(f64, Assignment)> = None;
         for &(_, c) in &tries {
             let mut trial = self.asg.clone();
@@ -361,7 +358,6 @@ impl QramState {
         };
         let Some(mut trial) = accepted else {
             // outweighed: undo and explain with the room as it is now
-            self.cat.sessions.pop();
             self.asg.choice.pop();
             let free: Vec<f64> = self
                 .cat
@@ -418,19 +414,20 @@ impl QramState {
             .index
             .remove(id)
             .ok_or_else(|| SolveError::UnknownSession { id: id.to_string() })?;
-        let freed: Vec<u32> = self.cat.sessions[s].demand(self.asg.choice[s]).0.to_vec();
+        let freed: Vec<u32> = self.cat.demand(s, self.asg.choice[s]).0.to_vec();
         let mut changes = Vec::new();
         let was = self.asg.choice[s];
         if was != REJECT {
             changes.push(Change {
                 id: id.to_string(),
-                from: Some(self.cat.sessions[s].origin[was as usize].clone()),
+                from: Some(self.cat.origin(s, was)),
                 to: None,
             });
         }
         self.asg.set(&self.cat, s, REJECT);
         self.problem.sessions.remove(s);
-        self.cat.sessions.remove(s);
+        // every other session keeps its candidates and their local indices
+        self.cat = Catalog::build(&self.problem, &self.path_prices).expect("validated");
         self.asg.choice.remove(s);
         for v in self.index.values_mut() {
             if *v > s {
@@ -440,16 +437,12 @@ impl QramState {
         let previous = self.asg.choice.clone();
         let mut candidates: Vec<usize> = (0..self.asg.choice.len())
             .filter(|&x| {
-                let sc = &self.cat.sessions[x];
-                (0..sc.len() as u32).any(|c| sc.demand(c).0.iter().any(|r| freed.contains(r)))
+                (0..self.cat.len(x) as u32)
+                    .any(|c| self.cat.demand(x, c).0.iter().any(|r| freed.contains(r)))
             })
             .collect();
         // more valuable sessions first
-        candidates.sort_by(|&a, &b| {
-            self.cat.sessions[b]
-                .weight
-                .total_cmp(&self.cat.sessions[a].weight)
-        });
+        candidates.sort_by(|&a, &b| self.cat.weight[b].total_cmp(&self.cat.weight[a]));
         let lim = self.limits();
         let mut work = 0;
         for _ in 0..4 {
@@ -488,16 +481,12 @@ impl QramState {
         }
         .validate()?;
         let previous = self.asg.choice.clone();
-        let old_ref = (previous[s] != REJECT)
-            .then(|| self.cat.sessions[s].origin[previous[s] as usize].clone());
+        let old_ref = (previous[s] != REJECT).then(|| self.cat.origin(s, previous[s]));
         self.asg.set(&self.cat, s, REJECT);
-        let sc = SessionCatalog::build(&session, &self.cat.capacity, &self.path_prices);
-        let keep = old_ref
-            .as_ref()
-            .and_then(|o| sc.origin.iter().position(|x| x == o))
-            .map(|c| c as u32);
-        self.cat.sessions[s] = sc;
         self.problem.sessions[s] = session;
+        // every other session keeps its candidates and their local indices
+        self.cat = Catalog::build(&self.problem, &self.path_prices).expect("validated");
+        let keep = old_ref.as_ref().and_then(|o| self.cat.find(s, o));
         if let Some(c) = keep
             && self.asg.fits(&self.cat, s, c)
         {
@@ -514,7 +503,7 @@ impl QramState {
             &lim,
             &mut work,
         );
-        if self.cat.sessions[s].required && self.asg.choice[s] == REJECT {
+        if self.cat.required[s] && self.asg.choice[s] == REJECT {
             // a required session must stay: fall back to a full solve
             return self.resolve();
         }
@@ -532,19 +521,20 @@ impl QramState {
             .asg
             .choice
             .iter()
-            .zip(&self.cat.sessions)
-            .map(|(&c, sc)| (c != REJECT).then(|| sc.origin[c as usize].clone()))
+            .enumerate()
+            .map(|(s, &c)| (c != REJECT).then(|| self.cat.origin(s, c)))
             .collect();
-        let cat = Catalog::build(&self.problem);
-        let (asg, lag) = solve_catalog(&self.problem, &cat, &self.options.solve)?;
+        let path_prices = path_prices(&self.problem);
+        let cat = Catalog::build(&self.problem, &path_prices).expect("validated");
+        let solved = solve_catalog(&self.problem, &cat, &self.options.solve)?;
         self.cat = cat;
-        self.asg = asg;
-        self.prices = lag.prices;
-        self.path_prices = path_prices(&self.problem);
+        self.asg = solved.assignment;
+        self.prices = solved.prices;
+        self.path_prices = path_prices;
         let mut changes = Vec::new();
         for (s, was) in before.into_iter().enumerate() {
             let c = self.asg.choice[s];
-            let now = (c != REJECT).then(|| self.cat.sessions[s].origin[c as usize].clone());
+            let now = (c != REJECT).then(|| self.cat.origin(s, c));
             if now != was {
                 changes.push(Change {
                     id: self.problem.sessions[s].id.clone(),

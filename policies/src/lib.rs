@@ -8,7 +8,7 @@
 //! - [`solve`] / [`solve_with`]: the full Q-RAM solve.
 //! - [`QramState`]: incremental admission and removal with hysteresis.
 //! - [`explain`]: why a session was rejected, what each resource is worth.
-//! - [`exact::solve_exact`]: an exact reference for small problems.
+//! - `exact::solve_exact` (feature `exact`): an exact reference for small problems (CBC).
 //! - [`instance`]: the stable JSON instance format of `sesco qram solve`.
 //! - [`generate`]: seeded synthetic problems for tests and benchmarks.
 //!
@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod catalog;
+#[cfg(feature = "exact")]
 pub mod exact;
 mod explain;
 pub mod generate;

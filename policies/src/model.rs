@@ -302,9 +302,9 @@ impl Problem {
         self.resources.iter().position(|r| r.name == name)
     }
 
-    /// Checks every rule of the model: unique names and ids, finite non-negative
-    /// numbers, demands on existing resources, well-formed product spaces.
-    pub fn validate(&self) -> Result<(), ModelError> {
+    /// Checks the rules on resources and sessions alone (unique names and ids,
+    /// capacities and weights finite and ≥ 0), not those on set-points.
+    pub(crate) fn validate_header(&self) -> Result<(), ModelError> {
         let mut names = std::collections::HashSet::new();
         for r in &self.resources {
             if !names.insert(r.name.as_str()) {
@@ -319,10 +319,7 @@ impl Problem {
                 });
             }
         }
-        let count = self.resources.len();
-        let mut ids = std::collections::HashSet::new();
-        let mut seen = vec![usize::MAX; count];
-        let mut stamp = 0usize;
+        let mut ids = std::collections::HashSet::with_capacity(self.sessions.len());
         for s in &self.sessions {
             if !ids.insert(s.id.as_str()) {
                 return Err(ModelError::DuplicateSession { id: s.id.clone() });
@@ -333,6 +330,18 @@ impl Problem {
                     weight: s.weight,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Checks every rule of the model: unique names and ids, finite non-negative
+    /// numbers, demands on existing resources, well-formed product spaces.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        self.validate_header()?;
+        let count = self.resources.len();
+        let mut seen = vec![usize::MAX; count];
+        let mut stamp = 0usize;
+        for s in &self.sessions {
             for (si, space) in s.options.iter().enumerate() {
                 match space {
                     SetPointSpace::Listed(points) => {

@@ -1,109 +1,31 @@
-//! Refinements around the greedy ascent: Lagrangian prices (which are both a
-//! penalty vector for another ascent and an upper bound on the optimum), and
-//! local exchanges that fill leftover capacity or trade one session's
-//! utility for another's.
+//! Refinements around the greedy ascent: the Lagrangian bound at the ascent's
+//! prices, and local exchanges that fill leftover capacity or trade one
+//! session's utility for another's.
 
-use crate::catalog::{Assignment, Catalog, REJECT, capacity_slack};
+use crate::catalog::{Assignment, Catalog, REJECT};
 
-/// Result of the Lagrangian dual search.
-#[derive(Clone, Debug)]
-pub(crate) struct Lagrangian {
-    /// Price per unit of each resource (0 for a resource without capacity).
-    pub prices: Vec<f64>,
-    /// The least upper bound found on the optimum of the catalog's problem.
-    pub bound: f64,
-}
-
-/// Value of the Lagrangian relaxation at `lambda` (price per unit of capacity
-/// fraction), and its subgradient written into `grad` (capacity fraction used
-/// minus one, per resource).
-fn relaxation(cat: &Catalog, lambda: &[f64], grad: &mut [f64]) -> f64 {
-    grad.iter_mut().for_each(|g| *g = 0.0);
-    let mut total: f64 = lambda.iter().sum();
-    let inv: Vec<f64> = cat
-        .capacity
-        .iter()
-        .map(|&c| if c > 0.0 { 1.0 / c } else { 0.0 })
-        .collect();
-    for sc in &cat.sessions {
-        let mut best = if sc.required { f64::NEG_INFINITY } else { 0.0 };
-        let mut arg = REJECT;
-        for c in 0..sc.len() as u32 {
-            let (res, amt) = sc.demand(c);
-            let mut v = sc.value[c as usize];
-            for (&r, &a) in res.iter().zip(amt) {
-                v -= lambda[r as usize] * a * inv[r as usize];
-            }
-            if v > best {
-                best = v;
-                arg = c;
-            }
+/// Value of the Lagrangian relaxation at `prices` (per unit of each resource,
+/// all ≥ 0), given `cost`, the compound resource of every candidate under those
+/// prices: `Σ_r price·capacity + Σ_s max(0, max_c value − cost)` (without the 0
+/// for a required session). Any non-negative prices give an upper bound on the
+/// optimum.
+pub(crate) fn lagrangian_bound(cat: &Catalog, prices: &[f64], cost: &[f64]) -> f64 {
+    let mut total: f64 = prices.iter().zip(&cat.capacity).map(|(p, c)| p * c).sum();
+    for s in 0..cat.sessions() {
+        let (a, b) = (cat.first[s] as usize, cat.first[s + 1] as usize);
+        let mut best = if cat.required[s] {
+            f64::NEG_INFINITY
+        } else {
+            0.0
+        };
+        for (v, h) in cat.value[a..b].iter().zip(&cost[a..b]) {
+            best = best.max(v - h);
         }
-        if arg == REJECT && sc.required {
-            continue; // no candidate at all: nothing to bound
+        if best.is_finite() {
+            total += best;
         }
-        total += best;
-        let (res, amt) = sc.demand(arg);
-        for (&r, &a) in res.iter().zip(amt) {
-            grad[r as usize] += a * inv[r as usize];
-        }
-    }
-    for (r, g) in grad.iter_mut().enumerate() {
-        // d/dλ of λ·1 − Σ λ·used = 1 − used
-        *g = if cat.capacity[r] > 0.0 { 1.0 - *g } else { 0.0 };
     }
     total
-}
-
-/// Subgradient descent on the Lagrangian dual with Polyak steps towards
-/// `lower_bound` (the value of a known feasible assignment).
-pub(crate) fn lagrangian(cat: &Catalog, lower_bound: f64, iterations: usize) -> Lagrangian {
-    let m = cat.resources();
-    let mut lambda = vec![0.0; m];
-    let mut grad = vec![0.0; m];
-    let mut best_bound = f64::INFINITY;
-    let mut best_lambda = lambda.clone();
-    let mut theta = 1.0;
-    let mut since_improved = 0;
-    for _ in 0..iterations {
-        let value = relaxation(cat, &lambda, &mut grad);
-        if best_bound.is_infinite() || value < best_bound - 1e-12 * best_bound.abs().max(1.0) {
-            best_bound = value;
-            best_lambda.copy_from_slice(&lambda);
-            since_improved = 0;
-        } else {
-            since_improved += 1;
-            if since_improved >= 4 {
-                theta *= 0.5;
-                since_improved = 0;
-                lambda.copy_from_slice(&best_lambda);
-                continue;
-            }
-        }
-        // project the subgradient: a resource at price 0 with slack stays at 0
-        let norm: f64 = grad
-            .iter()
-            .zip(&lambda)
-            .map(|(&g, &l)| if l <= 0.0 && g > 0.0 { 0.0 } else { g * g })
-            .sum();
-        let gap = value - lower_bound;
-        if norm <= 1e-18 || gap <= 1e-9 * value.abs().max(1.0) {
-            break;
-        }
-        let step = theta * gap / norm;
-        for r in 0..m {
-            lambda[r] = (lambda[r] - step * grad[r]).max(0.0);
-        }
-    }
-    let prices = best_lambda
-        .iter()
-        .zip(&cat.capacity)
-        .map(|(&l, &c)| if c > 0.0 { l / c } else { 0.0 })
-        .collect();
-    Lagrangian {
-        prices,
-        bound: best_bound,
-    }
 }
 
 /// Limits on the local search.
@@ -128,8 +50,7 @@ fn change_cost(
 ) -> f64 {
     match previous {
         Some(p) if p.get(s).is_some_and(|&c| c != REJECT && c == asg.choice[s]) => {
-            lim.change_cost_absolute
-                + lim.change_cost_relative * cat.sessions[s].value_of(asg.choice[s])
+            lim.change_cost_absolute + lim.change_cost_relative * cat.value_of(s, asg.choice[s])
         }
         _ => 0.0,
     }
@@ -147,22 +68,24 @@ pub(crate) fn fill(
 ) -> bool {
     let mut moved = false;
     for &s in sessions {
-        let sc = &cat.sessions[s];
-        let here = sc.value_of(asg.choice[s]);
+        let here = cat.value_of(s, asg.choice[s]);
         let threshold =
             here + change_cost(cat, asg, s, previous, lim) + 1e-12 * here.abs().max(1e-9);
-        let mut best: Option<(f64, u32)> = None;
-        for c in 0..sc.len() as u32 {
-            let v = sc.value[c as usize];
-            if v > threshold && best.is_none_or(|b| v > b.0) && asg.fits(cat, s, c) {
-                best = Some((v, c));
+        // by decreasing value: the first that fits is the best
+        let base = cat.first[s] as usize;
+        let mut looked = 0;
+        for &c in &cat.order[base..base + cat.len(s)] {
+            looked += 1;
+            if cat.value[base + c as usize] <= threshold {
+                break;
+            }
+            if c != asg.choice[s] && asg.fits(cat, s, c) {
+                asg.set(cat, s, c);
+                moved = true;
+                break;
             }
         }
-        *work += sc.len() as u64;
-        if let Some((_, c)) = best {
-            asg.set(cat, s, c);
-            moved = true;
-        }
+        *work += looked;
     }
     moved
 }
@@ -171,7 +94,7 @@ pub(crate) fn fill(
 fn users(cat: &Catalog, asg: &Assignment) -> Vec<Vec<u32>> {
     let mut users = vec![Vec::new(); cat.resources()];
     for (s, &c) in asg.choice.iter().enumerate() {
-        for &r in cat.sessions[s].demand(c).0 {
+        for &r in cat.demand(s, c).0 {
             users[r as usize].push(s as u32);
         }
     }
@@ -180,15 +103,14 @@ fn users(cat: &Catalog, asg: &Assignment) -> Vec<Vec<u32>> {
 
 /// Whether moving `a` to `a2` and `b` to `b2` together fits.
 fn pair_fits(cat: &Catalog, asg: &Assignment, a: usize, a2: u32, b: usize, b2: u32) -> bool {
-    let (sa, sb) = (&cat.sessions[a], &cat.sessions[b]);
     let (ca, cb) = (asg.choice[a], asg.choice[b]);
     let check = |r: u32| {
         let ru = r as usize;
-        let u = asg.usage[ru] - sa.amount(ca, r) + sa.amount(a2, r) - sb.amount(cb, r)
-            + sb.amount(b2, r);
-        u <= cat.capacity[ru] + capacity_slack(cat.capacity[ru])
+        let u = asg.usage[ru] - cat.amount(a, ca, r) + cat.amount(a, a2, r) - cat.amount(b, cb, r)
+            + cat.amount(b, b2, r);
+        u <= cat.limit[ru]
     };
-    sa.demand(a2).0.iter().all(|&r| check(r)) && sb.demand(b2).0.iter().all(|&r| check(r))
+    cat.demand(a, a2).0.iter().all(|&r| check(r)) && cat.demand(b, b2).0.iter().all(|&r| check(r))
 }
 
 /// Exchange: for each session `b` and each better candidate `b2` that does not
@@ -210,32 +132,31 @@ pub(crate) fn exchange(
         if *work > lim.budget {
             break;
         }
-        let sb = &cat.sessions[b];
         let cb = asg.choice[b];
-        let vb = sb.value_of(cb);
+        let vb = cat.value_of(b, cb);
         let cost_b = change_cost(cat, asg, b, previous, lim);
+        let base_b = cat.first[b] as usize;
         // (net gain, a, a2, b2)
         let mut best: Option<(f64, usize, u32, u32)> = None;
-        for b2 in 0..sb.len() as u32 {
-            let gain = sb.value[b2 as usize] - vb - cost_b;
-            if gain <= 1e-12 * vb.abs().max(1e-9) || b2 == cb {
-                continue;
+        for &b2 in &cat.order[base_b..base_b + cat.len(b)] {
+            let gain = cat.value[base_b + b2 as usize] - vb - cost_b;
+            if gain <= 1e-12 * vb.abs().max(1e-9) || best.is_some_and(|x| gain <= x.0) {
+                break; // by decreasing value: no later b2 can do better
             }
-            if best.is_some_and(|x| gain <= x.0) {
-                continue; // cannot beat the best pair found so far
+            if b2 == cb {
+                continue;
             }
             // the resources b2 would overload, by how much (as capacity fraction)
             deficit.clear();
-            let (res, amt) = sb.demand(b2);
+            let (res, amt) = cat.demand(b, b2);
             for (&r, &a) in res.iter().zip(amt) {
                 let ru = r as usize;
-                let over = asg.usage[ru] - sb.amount(cb, r) + a
-                    - cat.capacity[ru]
-                    - capacity_slack(cat.capacity[ru]);
+                let over = asg.usage[ru] - cat.amount(b, cb, r) + a - cat.limit[ru];
                 if over > 0.0 {
                     deficit.push((r, over / cat.capacity[ru].max(1e-12)));
                 }
             }
+            *work += 1 + res.len() as u64;
             if deficit.is_empty() {
                 // fits outright: a pure upgrade
                 best = Some((gain, usize::MAX, REJECT, b2));
@@ -252,34 +173,41 @@ pub(crate) fn exchange(
                 if a == b {
                     continue;
                 }
-                let sa = &cat.sessions[a];
                 let ca = asg.choice[a];
-                let va = sa.value_of(ca);
+                let va = cat.value_of(a, ca);
                 let cost_a = change_cost(cat, asg, a, previous, lim);
                 let need = |a2: u32| -> bool {
                     deficit
                         .iter()
-                        .all(|&(r, _)| sa.amount(a2, r) < sa.amount(ca, r))
+                        .all(|&(r, _)| cat.amount(a, a2, r) < cat.amount(a, ca, r))
                 };
-                let mut consider = |a2: u32, work: &mut u64| {
-                    *work += 1;
-                    let loss = va - sa.value_of(a2) + cost_a;
+                let consider = |a2: u32, best: &mut Option<(f64, usize, u32, u32)>| {
+                    let loss = va - cat.value_of(a, a2) + cost_a;
                     let net = gain - loss;
                     if net > 1e-12 * vb.abs().max(1e-9)
                         && best.is_none_or(|x| net > x.0)
                         && need(a2)
                         && pair_fits(cat, asg, a, a2, b, b2)
                     {
-                        best = Some((net, a, a2, b2));
+                        *best = Some((net, a, a2, b2));
                     }
                 };
-                if !sa.required {
-                    consider(REJECT, work);
-                }
-                for a2 in 0..sa.len() as u32 {
-                    if a2 != ca && sa.value[a2 as usize] < va + gain {
-                        consider(a2, work);
+                // by decreasing value, below the current one while the pair can still gain
+                let base_a = cat.first[a] as usize;
+                for &a2 in &cat.order[base_a..base_a + cat.len(a)] {
+                    let v = cat.value[base_a + a2 as usize];
+                    if v >= va {
+                        continue;
                     }
+                    if gain - (va - v + cost_a) <= best.map_or(0.0, |x| x.0) {
+                        break;
+                    }
+                    *work += 1;
+                    consider(a2, &mut best);
+                }
+                if !cat.required[a] {
+                    *work += 1;
+                    consider(REJECT, &mut best);
                 }
             }
         }
@@ -290,11 +218,11 @@ pub(crate) fn exchange(
                     continue;
                 }
                 // keep the users index current for the session that moves
-                for &r in cat.sessions[s].demand(asg.choice[s]).0 {
+                for &r in cat.demand(s, asg.choice[s]).0 {
                     users[r as usize].retain(|&x| x as usize != s);
                 }
                 asg.set(cat, s, to);
-                for &r in cat.sessions[s].demand(to).0 {
+                for &r in cat.demand(s, to).0 {
                     users[r as usize].push(s as u32);
                 }
             }
@@ -323,4 +251,84 @@ pub(crate) fn improve(
         }
     }
     asg.recompute(cat);
+}
+
+/// Subgradient descent on the Lagrangian dual from `start` (prices per unit),
+/// with Polyak steps towards `target` (the value of a known feasible answer).
+/// Each iteration costs one pass over the catalog. Returns the prices of the
+/// least bound found and that bound.
+pub(crate) fn subgradient(
+    cat: &Catalog,
+    start: &[f64],
+    target: f64,
+    iterations: usize,
+    cost: &mut Vec<f64>,
+) -> (Vec<f64>, f64) {
+    let m = cat.resources();
+    // work in price per unit of capacity fraction, so that resources of any scale move alike
+    let mut lambda: Vec<f64> = start
+        .iter()
+        .zip(&cat.capacity)
+        .map(|(&p, &c)| p * c)
+        .collect();
+    let mut prices = start.to_vec();
+    let mut best = (start.to_vec(), f64::INFINITY);
+    let mut grad = vec![0.0; m];
+    let mut theta = 1.0;
+    let mut stall = 0;
+    for _ in 0..iterations {
+        cat.costs(&prices, cost);
+        let mut value: f64 = lambda.iter().sum();
+        grad.iter_mut().for_each(|g| *g = 1.0);
+        for s in 0..cat.sessions() {
+            let (a, b) = (cat.first[s] as usize, cat.first[s + 1] as usize);
+            let (mut top, mut arg) = if cat.required[s] {
+                (f64::NEG_INFINITY, usize::MAX)
+            } else {
+                (0.0, usize::MAX)
+            };
+            for (i, (v, h)) in cat.value[a..b].iter().zip(&cost[a..b]).enumerate() {
+                if v - h > top {
+                    top = v - h;
+                    arg = a + i;
+                }
+            }
+            if arg != usize::MAX {
+                value += top;
+                let (res, amt) = cat.demand(s, (arg - a) as u32);
+                for (&r, &x) in res.iter().zip(amt) {
+                    let c = cat.capacity[r as usize];
+                    if c > 0.0 {
+                        grad[r as usize] -= x / c;
+                    }
+                }
+            }
+        }
+        if value < best.1 {
+            best = (prices.clone(), value);
+            stall = 0;
+        } else {
+            stall += 1;
+            if stall >= 3 {
+                theta *= 0.5;
+                stall = 0;
+            }
+        }
+        let norm: f64 = grad
+            .iter()
+            .zip(&lambda)
+            .map(|(&g, &l)| if l <= 0.0 && g > 0.0 { 0.0 } else { g * g })
+            .sum();
+        let gap = value - target;
+        if norm <= 1e-18 || gap <= 1e-9 * value.abs().max(1.0) {
+            break;
+        }
+        let step = theta * gap / norm;
+        for r in 0..m {
+            lambda[r] = (lambda[r] - step * grad[r]).max(0.0);
+            let c = cat.capacity[r];
+            prices[r] = if c > 0.0 { lambda[r] / c } else { 0.0 };
+        }
+    }
+    best
 }

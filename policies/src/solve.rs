@@ -1,13 +1,16 @@
-//! The full Q-RAM solve: required sessions placed first, then two greedy
-//! ascents (scarcity penalties with re-pricing, and Lagrangian prices), each
-//! polished by local exchanges; the better one wins.
+//! The full Q-RAM solve: required sessions placed first; a greedy ascent under
+//! scarcity prices; a few re-pricing rounds (subgradient steps on the
+//! Lagrangian dual, starting from the scarcity prices scaled to the marginal
+//! utility at which the ascent ran out of resources); a second ascent under
+//! the prices found; local exchanges on the better answer.
 
 use thiserror::Error;
 
-use crate::catalog::{Assignment, Catalog};
-use crate::greedy::{Pricing, RequiredFailure, ascend, place_required};
-use crate::model::{Allocation, ModelError, Problem, SetPointSpace};
-use crate::refine::{ExchangeLimits, Lagrangian, improve, lagrangian};
+use crate::catalog::{Assignment, Catalog, has_product, path_prices};
+use crate::explain::least_demand;
+use crate::greedy::{Ascent, RequiredFailure, place_required};
+use crate::model::{Allocation, ModelError, Problem};
+use crate::refine::{ExchangeLimits, improve, lagrangian_bound, subgradient};
 
 /// Why a problem has no answer.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -43,27 +46,24 @@ pub enum SolveError {
     },
 }
 
-/// How hard the full solve works. The defaults scale the effort with the
-/// size of the problem so that it stays in the millisecond range.
+/// How hard the full solve works. The defaults keep the effort a small
+/// constant multiple of the size of the problem.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SolveOptions {
-    /// Subgradient iterations for the Lagrangian prices; `None` picks from the
-    /// problem's size.
-    pub lagrangian_iterations: Option<usize>,
-    /// Candidate evaluations the local exchanges may spend; `None` picks from
-    /// the problem's size.
+    /// Re-pricing rounds: subgradient steps on the Lagrangian dual between the
+    /// first ascent (under scarcity prices) and the second (under the prices
+    /// found). Each costs one pass over the candidates.
+    pub pricing_rounds: usize,
+    /// Work units (candidate evaluations) the local exchanges may spend; `None`
+    /// picks from the problem's size.
     pub exchange_budget: Option<u64>,
-    /// Strength of the scarcity penalty in the re-priced ascent: a resource's
-    /// price is multiplied by `1 + strength · utilisation²`.
-    pub scarcity_strength: f64,
 }
 
 impl Default for SolveOptions {
     fn default() -> Self {
         SolveOptions {
-            lagrangian_iterations: None,
+            pricing_rounds: 8,
             exchange_budget: None,
-            scarcity_strength: 4.0,
         }
     }
 }
@@ -79,46 +79,41 @@ pub fn solve(problem: &Problem) -> Result<Allocation, SolveError> {
 
 /// Solves `problem` with explicit options. See [`solve`].
 pub fn solve_with(problem: &Problem, options: &SolveOptions) -> Result<Allocation, SolveError> {
-    problem.validate()?;
-    let cat = Catalog::build(problem);
-    let (best, lag) = solve_catalog(problem, &cat, options)?;
-    let mut allocation = best.to_allocation(&cat);
-    let enumerated = problem.sessions.iter().all(|s| {
-        s.options
-            .iter()
-            .all(|o| matches!(o, SetPointSpace::Listed(_)))
-    });
-    if enumerated {
-        allocation.upper_bound = Some(lag.bound.max(allocation.total_utility));
+    let prices = if has_product(problem) {
+        problem.validate()?;
+        path_prices(problem)
+    } else {
+        // the set-points are checked while the catalog is built
+        problem.validate_header()?;
+        Vec::new()
+    };
+    let Some(cat) = Catalog::build(problem, &prices) else {
+        return Err(problem
+            .validate()
+            .expect_err("the catalog refuses only what validation refuses")
+            .into());
+    };
+    let solved = solve_catalog(problem, &cat, options)?;
+    let mut allocation = solved.assignment.to_allocation(&cat);
+    if !has_product(problem) {
+        allocation.upper_bound = Some(solved.bound.max(allocation.total_utility));
     }
-    allocation.shadow_prices = lag.prices;
+    allocation.shadow_prices = solved.prices;
     Ok(allocation)
-}
-
-/// Total demand entries over all candidates: the unit of work of one pass.
-pub(crate) fn catalog_work(cat: &Catalog) -> u64 {
-    cat.sessions
-        .iter()
-        .map(|s| {
-            (0..s.len() as u32)
-                .map(|c| s.demand(c).0.len() as u64 + 1)
-                .sum::<u64>()
-        })
-        .sum()
 }
 
 /// Prices per unit: the inverse of capacity, weighted by how much the
 /// sessions' most valuable set-points oversubscribe each resource.
 pub(crate) fn scarcity_prices(cat: &Catalog) -> Vec<f64> {
     let mut requested = vec![0.0; cat.resources()];
-    for sc in &cat.sessions {
-        if let Some(top) = (0..sc.len() as u32)
-            .max_by(|&a, &b| sc.value[a as usize].total_cmp(&sc.value[b as usize]))
-        {
-            let (res, amt) = sc.demand(top);
-            for (&r, &a) in res.iter().zip(amt) {
-                requested[r as usize] += a;
-            }
+    for s in 0..cat.sessions() {
+        if cat.len(s) == 0 {
+            continue;
+        }
+        let top = cat.order[cat.first[s] as usize];
+        let (res, amt) = cat.demand(s, top);
+        for (&r, &a) in res.iter().zip(amt) {
+            requested[r as usize] += a;
         }
     }
     cat.capacity
@@ -135,12 +130,12 @@ pub(crate) fn required_error(
 ) -> SolveError {
     match failure {
         RequiredFailure::NoSetPoint { session } => {
-            let sc = &cat.sessions[session];
-            let binding = sc
-                .min_demand
+            let least = least_demand(problem, session);
+            let binding = least
                 .iter()
-                .filter(|&&(r, a)| a > cat.capacity[r])
-                .map(|&(r, _)| problem.resources[r].name.clone())
+                .enumerate()
+                .filter(|&(r, &a)| a > cat.limit[r])
+                .map(|(r, _)| problem.resources[r].name.clone())
                 .collect();
             SolveError::RequiredSessionCannotFit {
                 id: problem.sessions[session].id.clone(),
@@ -156,101 +151,118 @@ pub(crate) fn required_error(
     }
 }
 
-pub(crate) fn default_limits(cat: &Catalog, options: &SolveOptions) -> (usize, ExchangeLimits) {
-    let work = catalog_work(cat).max(1);
-    let iterations = options
-        .lagrangian_iterations
-        .unwrap_or_else(|| (40_000_000 / work).clamp(6, 300) as usize);
+/// The local search's budget: a small multiple of the input size, and at
+/// least a fixed amount so that small problems get a thorough search (the
+/// floor costs well under a millisecond).
+pub(crate) fn default_limits(cat: &Catalog, options: &SolveOptions) -> ExchangeLimits {
     let budget = options
         .exchange_budget
-        .unwrap_or_else(|| (20 * work).max(200_000));
-    (
-        iterations,
-        ExchangeLimits {
-            budget,
-            change_cost_absolute: 0.0,
-            change_cost_relative: 0.0,
-        },
-    )
+        .unwrap_or_else(|| (cat.work() / 8).max(EXCHANGE_FLOOR));
+    ExchangeLimits {
+        budget,
+        change_cost_absolute: 0.0,
+        change_cost_relative: 0.0,
+    }
+}
+
+/// Least work units of the local search (see [`default_limits`]).
+const EXCHANGE_FLOOR: u64 = 200_000;
+
+/// Work (in candidate-and-demand entries read) that re-pricing rounds and
+/// extra ascents may spend on a small problem: a fixed amount, a fraction of
+/// a millisecond; large problems get only the default rounds.
+const SEARCH_FLOOR: u64 = 2_000_000;
+
+/// What a full solve of a catalog gives.
+pub(crate) struct Solved {
+    pub assignment: Assignment,
+    /// The least Lagrangian bound over the rounds' prices.
+    pub bound: f64,
+    /// Shadow price per unit of each resource (the prices of that bound).
+    pub prices: Vec<f64>,
 }
 
 pub(crate) fn solve_catalog(
     problem: &Problem,
     cat: &Catalog,
     options: &SolveOptions,
-) -> Result<(Assignment, Lagrangian), SolveError> {
+) -> Result<Solved, SolveError> {
     let scarcity = scarcity_prices(cat);
     let mut base = Assignment::empty(cat);
     place_required(cat, &mut base, &scarcity).map_err(|f| required_error(problem, cat, f))?;
-    let (iterations, limits) = default_limits(cat, options);
-    let all: Vec<usize> = (0..cat.sessions.len()).collect();
+    let limits = default_limits(cat, options);
 
-    let mut first = base.clone();
-    ascend(
-        cat,
-        &mut first,
-        &scarcity,
-        Pricing::Scarcity {
-            strength: options.scarcity_strength,
-        },
-        None,
-    );
-    first.recompute(cat);
-    let lag = lagrangian(cat, first.value, iterations);
-    improve(cat, &mut first, &all, None, &limits);
-
-    // Lagrangian prices, with a trace of the scarcity prices so that resources
-    // priced at zero still break ties towards cheaper set-points.
-    let mean_lag: f64 = lag
-        .prices
-        .iter()
-        .zip(&cat.capacity)
-        .map(|(p, c)| p * c)
-        .sum::<f64>();
-    let mean_scarce: f64 = scarcity
-        .iter()
-        .zip(&cat.capacity)
-        .map(|(p, c)| p * c)
-        .sum::<f64>();
-    let mix = if mean_scarce > 0.0 {
-        1e-3 * mean_lag.max(1e-9) / mean_scarce
+    // 1. Q-RAM ascent under scarcity prices: a first answer, and the scale of
+    //    marginal utility at which resources ran out.
+    let mut ascent = Ascent::default();
+    let mut best = base.clone();
+    ascent.ascend(cat, &mut best, &scarcity, None);
+    best.recompute(cat);
+    let scale = ascent.blocked.iter().copied().fold(0.0, f64::max);
+    let start: Vec<f64> = if scale > 0.0 {
+        scarcity.iter().map(|&p| p * scale).collect()
     } else {
-        0.0
+        // nothing blocked: every session got its best set-point
+        vec![0.0; cat.resources()]
     };
-    let prices: Vec<f64> = lag
-        .prices
-        .iter()
-        .zip(&scarcity)
-        .map(|(l, s)| l + mix * s)
-        .collect();
-    let mut second = base.clone();
-    ascend(cat, &mut second, &prices, Pricing::Fixed, None);
-    second.recompute(cat);
-    improve(cat, &mut second, &all, None, &limits);
-
-    let mut best = if second.value > first.value {
-        second
+    // 2. Re-pricing: a few subgradient steps on the Lagrangian dual from those
+    //    prices (each one pass over the catalog), then the ascent again under
+    //    the best prices found. The same prices bound the optimum and are the
+    //    shadow prices.
+    // small problems can afford more rounds within the same fixed floor of work
+    let work = cat.work().max(1);
+    let rounds = options
+        .pricing_rounds
+        .max((SEARCH_FLOOR / work).min(200) as usize);
+    let (prices, bound) = if scale > 0.0 {
+        subgradient(cat, &start, best.value, rounds, &mut ascent.cost)
     } else {
-        first
+        cat.costs(&start, &mut ascent.cost);
+        (start.clone(), lagrangian_bound(cat, &start, &ascent.cost))
     };
-
-    // Further penalty vectors: the Lagrangian prices perturbed per resource,
-    // as many as the size of the problem allows.
-    let starts = (400_000 / catalog_work(cat).max(1)).min(8);
-    let mut rng = crate::generate::SplitMix64::new(0x5eed);
-    for _ in 0..starts {
-        let perturbed: Vec<f64> = prices
+    if scale > 0.0 {
+        // a trace of the scarcity prices breaks ties on resources priced at zero
+        let priced: Vec<f64> = prices
             .iter()
-            .map(|&p| p * rng.range_f64(0.6, 1.6))
+            .zip(&start)
+            .map(|(&p, &s)| p + 1e-3 * s)
             .collect();
-        let mut other = base.clone();
-        ascend(cat, &mut other, &perturbed, Pricing::Fixed, None);
-        other.recompute(cat);
-        improve(cat, &mut other, &all, None, &limits);
-        if other.value > best.value {
-            best = other;
+        let mut second = base.clone();
+        ascent.ascend(cat, &mut second, &priced, None);
+        second.recompute(cat);
+        if second.value > best.value {
+            best = second;
+        }
+    }
+    // 3. Local exchanges, within a budget proportional to the input.
+    let all: Vec<usize> = (0..cat.sessions()).collect();
+    improve(cat, &mut best, &all, None, &limits);
+    // 4. Small problems: more ascents under perturbed prices, each polished,
+    //    as many as the fixed floor of work allows.
+    if scale > 0.0 {
+        let starts = (SEARCH_FLOOR / (4 * work)).min(16);
+        let mut rng = crate::generate::SplitMix64::new(0x5eed);
+        let mut trial_limits = limits;
+        trial_limits.budget = (limits.budget / 4).max(1);
+        for _ in 0..starts {
+            let perturbed: Vec<f64> = prices
+                .iter()
+                .zip(&start)
+                .map(|(&p, &s)| (p + 1e-3 * s) * rng.range_f64(0.6, 1.6))
+                .collect();
+            let mut other = base.clone();
+            ascent.ascend(cat, &mut other, &perturbed, None);
+            other.recompute(cat);
+            improve(cat, &mut other, &all, None, &trial_limits);
+            if other.value > best.value {
+                best = other;
+            }
         }
     }
     debug_assert!(best.feasible(cat));
-    Ok((best, lag))
+    Ok(Solved {
+        assignment: best,
+        bound,
+        prices,
+    })
 }

@@ -1,47 +1,53 @@
-//! Q-RAM against the exact reference on generated problems: 20–100 sessions,
-//! 4–32 set-points, 1–4 nodes × (cpu, mem, net, disk), tight capacities,
-//! concave and non-concave utilities. Seeds are fixed, so a failure reproduces.
+//! Q-RAM against proven optima on generated problems in the ranges:
+//! 20–100 sessions, 4–32 set-points, 4–16 resources over 1–4 nodes
+//! (cpu, mem, net, disk per node), tight capacities, concave and non-concave
+//! utilities. Seeds are fixed, so a failure reproduces.
 //!
-//! The reference is the exact optimum where the exact solver proves it within
-//! its time limit, and otherwise its proven upper bound on the optimum; a ratio
-//! against that bound can only understate the true optimality ratio.
+//! The reference is the optimum proven by the exact solver (CBC). A problem
+//! it does not prove within its node limit is left out of the ratios, but each
+//! family requires at least 90 % of its problems proven, and says how many were.
+//!
+//! Run with `-- --nocapture` to see the figures.
+
+use std::time::Duration;
 
 use policies::exact::{ExactLimits, solve_exact};
 use policies::generate::{GeneratorConfig, SplitMix64, generate};
 
 struct Outcome {
-    ratio: f64,
-    proven: bool,
+    seed: u64,
+    ratio: Option<f64>,
+    qram_ms: f64,
+    exact_ms: f64,
 }
 
-fn run_family(first_seed: u64, count: u64, coupled: bool) -> Vec<Outcome> {
-    // a node limit, not a time limit, so that the outcome does not depend on the machine
-    let limits = ExactLimits {
-        time_limit: None,
-        node_limit: Some(300),
+fn limits() -> ExactLimits {
+    ExactLimits {
+        // the node limit makes the outcome independent of the machine; the time
+        // limit only guards against a runaway solve
+        node_limit: Some(200_000),
+        time_limit: Some(Duration::from_secs(60)),
         ..ExactLimits::default()
-    };
-    (first_seed..first_seed + count)
+    }
+}
+
+fn run(
+    seeds: std::ops::Range<u64>,
+    config: impl Fn(&mut SplitMix64) -> GeneratorConfig,
+) -> Vec<Outcome> {
+    seeds
         .map(|seed| {
             let mut rng = SplitMix64::new(seed);
-            let mut config = GeneratorConfig::random_small(&mut rng);
-            if coupled {
-                // coupled problems over at most 2 nodes (8 resources): beyond that the
-                // exact solver's bound is too loose to measure against
-                config.nodes = config.nodes.min(2);
-                config.spanning = 0.3;
-                config.alternative = 0.3;
-            } else {
-                config.spanning = 0.0;
-                config.alternative = 0.0;
-            }
+            let config = config(&mut rng);
             let problem = generate(seed, &config);
+            let t = std::time::Instant::now();
             let answer = policies::solve(&problem).expect("generated problems are feasible");
+            let qram_ms = t.elapsed().as_secs_f64() * 1e3;
             assert!(
                 problem.is_feasible(&answer),
                 "seed {seed}: infeasible answer"
             );
-            let exact = solve_exact(&problem, &limits, Some(&answer)).expect("exact solve");
+            let exact = solve_exact(&problem, &limits(), Some(&answer)).expect("exact solve");
             assert!(
                 problem.is_feasible(&exact.allocation),
                 "seed {seed}: infeasible exact answer"
@@ -60,8 +66,12 @@ fn run_family(first_seed: u64, count: u64, coupled: bool) -> Vec<Outcome> {
                 exact.allocation.total_utility
             );
             Outcome {
-                ratio: answer.total_utility / exact.upper_bound,
-                proven: exact.proven_optimal,
+                seed,
+                ratio: exact
+                    .proven_optimal
+                    .then(|| answer.total_utility / exact.allocation.total_utility),
+                qram_ms,
+                exact_ms: exact.elapsed.as_secs_f64() * 1e3,
             }
         })
         .collect()
@@ -72,65 +82,73 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn check(outcomes: &[Outcome], label: &str) {
-    let mut ratios: Vec<f64> = outcomes.iter().map(|o| o.ratio).collect();
+    let mut ratios: Vec<f64> = outcomes.iter().filter_map(|o| o.ratio).collect();
+    let proven = ratios.len();
     ratios.sort_by(f64::total_cmp);
+    let worst = outcomes
+        .iter()
+        .filter(|o| o.ratio.is_some())
+        .min_by(|a, b| a.ratio.unwrap().total_cmp(&b.ratio.unwrap()))
+        .map_or(0, |o| o.seed);
+    let mean =
+        |f: &dyn Fn(&Outcome) -> f64| outcomes.iter().map(f).sum::<f64>() / outcomes.len() as f64;
+    println!(
+        "{label}: {proven} of {} proven optimal; Q-RAM / optimum: median {:.4}, 5th percentile {:.4}, min {:.4} (seed {worst}); mean time Q-RAM {:.2} ms, exact {:.0} ms",
+        outcomes.len(),
+        percentile(&ratios, 0.5),
+        percentile(&ratios, 0.05),
+        ratios[0],
+        mean(&|o| o.qram_ms),
+        mean(&|o| o.exact_ms),
+    );
+    assert!(
+        proven * 10 >= outcomes.len() * 9,
+        "{label}: only {proven} of {} proven optimal",
+        outcomes.len()
+    );
     let median = percentile(&ratios, 0.5);
     let p5 = percentile(&ratios, 0.05);
-    let proven = outcomes.iter().filter(|o| o.proven).count();
-    println!(
-        "{label}: {} problems, {proven} proven optimal; ratio to reference: median {median:.4}, 5th percentile {p5:.4}, min {:.4}",
-        ratios.len(),
-        ratios[0]
-    );
+    assert!(median >= 0.995, "{label}: median {median:.4} < 0.995");
     assert!(p5 >= 0.98, "{label}: 5th percentile {p5:.4} < 0.98");
-    assert!(
-        median >= 0.99,
-        "{label}: median {median:.4} < 0.99 of the proven bound"
-    );
 }
 
+/// 20–100 sessions on 1–4 nodes, each session on one node (the nodes'
+/// problems are then independent, which lets the exact solver prove them).
 #[test]
 fn sessions_on_one_node_each() {
-    check(&run_family(1000, 24, false), "one node per session");
+    let outcomes = run(1000..1024, |rng| {
+        let mut config = GeneratorConfig::random_small(rng);
+        config.spanning = 0.0;
+        config.alternative = 0.0;
+        config
+    });
+    check(&outcomes, "one node per session");
 }
 
+/// Sessions spanning two nodes or with an alternative placement, so that the
+/// nodes' resources are coupled: 20–40 sessions over 2 nodes (8 resources).
+/// Larger coupled problems are beyond what the exact solver proves in
+/// reasonable time.
 #[test]
 fn sessions_spanning_nodes_and_with_alternative_placements() {
-    check(&run_family(2000, 24, true), "coupled nodes");
+    let outcomes = run(2000..2024, |rng| {
+        let mut config = GeneratorConfig::random_small(rng);
+        config.sessions = rng.range(20, 40);
+        config.nodes = 2;
+        config.spanning = 0.3;
+        config.alternative = 0.3;
+        config
+    });
+    check(&outcomes, "coupled nodes");
 }
 
+/// Small problems with few set-points: each session's choice weighs most.
 #[test]
-fn small_problems_reach_the_proven_optimum() {
-    // small enough for the exact solver to finish: the ratio is to the optimum itself
-    let limits = ExactLimits {
-        time_limit: None,
-        node_limit: Some(20_000),
-        ..ExactLimits::default()
-    };
-    let mut ratios = Vec::new();
-    for seed in 0..20u64 {
+fn small_problems_with_few_set_points() {
+    let outcomes = run(300..324, |_| {
         let mut config = GeneratorConfig::new(20, (4, 8), 1, 4);
         config.tightness = (0.3, 0.5);
-        let problem = generate(300 + seed, &config);
-        let answer = policies::solve(&problem).unwrap();
-        assert!(problem.is_feasible(&answer));
-        let exact = solve_exact(&problem, &limits, Some(&answer)).unwrap();
-        if exact.proven_optimal {
-            ratios.push(answer.total_utility / exact.allocation.total_utility);
-        }
-    }
-    assert!(
-        ratios.len() >= 15,
-        "the exact solver proved only {} of 20",
-        ratios.len()
-    );
-    ratios.sort_by(f64::total_cmp);
-    let median = percentile(&ratios, 0.5);
-    let p5 = percentile(&ratios, 0.05);
-    println!(
-        "small: {} proven; median {median:.4}, 5th percentile {p5:.4}",
-        ratios.len()
-    );
-    assert!(median >= 0.995, "median {median:.4}");
-    assert!(p5 >= 0.97, "5th percentile {p5:.4}");
+        config
+    });
+    check(&outcomes, "small");
 }
