@@ -223,6 +223,16 @@ fn a_user_signs_in_checks_requests_watches_and_ends_a_session() {
         2,
         "both variants' levels are listed"
     );
+    harness.remove_cursor();
+    harness.step();
+    // The page as it looks, but for the server's port, which changes with every run, and
+    // what its width moves (the connection state).
+    let address = harness.get_by_label_contains("alice on 127.0.0.1:").rect();
+    harness.mask(egui::Rect::from_min_size(
+        address.min - egui::vec2(2.0, 2.0),
+        egui::vec2(360.0, address.height() + 4.0),
+    ));
+    harness.snapshot("user_applications");
 
     let alice = client(&cluster, user, password);
 
@@ -299,7 +309,17 @@ fn an_admin_adds_a_user_edits_priorities_and_an_application_and_sees_what_is_wro
     assert_eq!(carol.group, "research");
     assert_eq!(carol.priority, 2.5);
     assert!(!carol.admin);
-    client(&cluster, "carol", "carol-password-1");
+    // Her password is set right after she is saved.
+    wait_server(&mut harness, "carol to sign in", || {
+        block_on(Client::connect(
+            &cluster.addr,
+            Credentials::Password {
+                user: "carol".into(),
+                password: "carol-password-1".into(),
+            },
+        ))
+        .ok()
+    });
     wait(&mut harness, "carol in the table", |h| {
         h.query_by_label("carol").is_some()
     });
@@ -427,4 +447,30 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
         shows(h, "must be a positive number, not -2")
     });
     assert!(is_disabled(&harness, "Apply to Sesco"));
+}
+
+#[test]
+fn the_app_reconnects_by_itself_when_sesco_restarts() {
+    let mut cluster = Cluster::start();
+    let password = admin_password(&cluster);
+    let mut harness = signed_in_app(&cluster, "admin", &password, View::Sessions);
+    wait(&mut harness, "the connection", |h| {
+        h.query_by_label("connected").is_some()
+    });
+
+    cluster.kill_sesco();
+    wait(&mut harness, "the lost connection to show", |h| {
+        shows(h, "reconnecting")
+    });
+    cluster.start_sesco();
+    wait(&mut harness, "the connection to come back", |h| {
+        h.query_by_label("connected").is_some()
+    });
+
+    // Live again: a session requested elsewhere appears by itself.
+    let session = cluster.request(ALICE, &["encoder", "--variant", "h264"]);
+    let id = session["id"].as_u64().unwrap();
+    wait(&mut harness, "the new session", |h| {
+        h.query_by_label(&format!("Session {id}")).is_some()
+    });
 }

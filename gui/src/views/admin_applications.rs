@@ -403,6 +403,8 @@ pub struct ApplicationEditor {
     waiting: bool,
     failure: Option<Failure>,
     saved: bool,
+    /// A save Sesco accepted and the app has not reloaded yet.
+    reloading: bool,
 }
 
 impl ApplicationEditor {
@@ -423,6 +425,7 @@ impl ApplicationEditor {
                 self.form = None;
             } else {
                 self.saved = true;
+                self.reloading = true;
                 // Until the reload arrives, what was sent is what Sesco has.
                 if let Some(form) = &self.form {
                     self.origin = Some(form.build().0);
@@ -436,16 +439,24 @@ impl ApplicationEditor {
         self.form = Some(app.map_or_else(AppForm::blank, AppForm::load));
         self.failure = None;
         self.saved = false;
+        self.reloading = false;
     }
 
     pub fn ui(&mut self, ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
         if self.form.is_none() {
             self.open(model.applications.first());
         }
+        if self.reloading
+            && let Some(origin) = &self.origin
+            && model.application(&origin.name) == Some(origin)
+        {
+            self.reloading = false;
+        }
         // Someone else changed the application while it was open here, unedited: show
         // theirs.
         if let (Some(origin), Some(form)) = (&self.origin, &self.form)
             && !self.waiting
+            && !self.reloading
             && let Some(current) = model.application(&origin.name)
             && current != origin
             && form.build().0 == *origin
