@@ -167,6 +167,7 @@ shot admin-nodes admin "$DATA/admin-password" nodes 8
 shot admin-users admin "$DATA/admin-password" users 2
 shot admin-definitions admin "$DATA/admin-password" definitions 2
 shot admin-events admin "$DATA/admin-password" events 2
+shot admin-world admin "$DATA/admin-password" world 2
 
 step "Checking the screenshots are not blank"
 failed=0
@@ -180,6 +181,6 @@ for png in "$OUT"/*.png; do
     failed=1
   fi
 done
-[ "$(ls "$OUT"/*.png | wc -l)" -eq 7 ] || die "expected 7 screenshots"
+[ "$(ls "$OUT"/*.png | wc -l)" -eq 8 ] || die "expected 8 screenshots"
 [ "$failed" -eq 0 ] || die "some screenshots are blank"
-echo "screenshots: 7 saved in $OUT, none blank"
+echo "screenshots: 8 saved in $OUT, none blank"

@@ -236,10 +236,16 @@ fn a_user_signs_in_checks_requests_watches_and_ends_a_session() {
 
     let alice = client(&cluster, user, password);
 
+    // The request as chosen: a variant and a minimum level.
+    click(&mut harness, "Variant");
+    click(&mut harness, "vp9");
+    click(&mut harness, "Minimum frame_rate");
+    click(&mut harness, "at least 24fps");
+
     // A dry run says what would happen and changes nothing.
     click(&mut harness, "Check (dry run)");
     wait(&mut harness, "the dry run's answer", |h| {
-        shows(h, "Would be admitted")
+        shows(h, "Would be admitted: encoder/vp9 at frame_rate=")
     });
     assert!(shows(&harness, "Process encoder on node-a"));
     let live = block_on(alice.list_sessions(SessionFilter::Live)).unwrap();
@@ -254,6 +260,16 @@ fn a_user_signs_in_checks_requests_watches_and_ends_a_session() {
     assert_eq!(live.len(), 1, "{live:?}");
     let id = live[0].id;
     assert_eq!(live[0].application, "encoder");
+    assert_eq!(live[0].variant, "vp9");
+    assert!(
+        live[0]
+            .minimum
+            .contains(&("frame_rate".to_string(), "24fps".to_string())),
+        "{:?}",
+        live[0].minimum
+    );
+    let frame_rate = live[0].setpoint.level("frame_rate").unwrap();
+    assert!(frame_rate.index >= 2, "below the minimum: {frame_rate:?}");
 
     // It appears running in the sessions view, with its usage.
     click(&mut harness, "Open in Sessions");
@@ -398,6 +414,17 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
     let id = SessionId(bob_session["id"].as_u64().unwrap());
     let password = admin_password(&cluster);
     let admin = client(&cluster, "admin", &password);
+    // An application no node can carry, to see a rejection explained.
+    let mut heavy = block_on(admin.list_applications())
+        .unwrap()
+        .into_iter()
+        .find(|a| a.name == "telemetry")
+        .unwrap();
+    heavy.name = "heavy".into();
+    heavy.variants.truncate(1);
+    heavy.variants[0].cpu_class = arq::proto::world::CpuClass::Bandwidth;
+    heavy.variants[0].processes[0].cpu = 512.0;
+    block_on(admin.put_application(heavy)).unwrap();
     let mut harness = signed_in_app(&cluster, "admin", &password, View::Nodes);
 
     // The node, its discovered hardware and what it carries.
@@ -411,6 +438,17 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
         shows(&harness, &format!("{cpus} × ")),
         "the CPU count is shown"
     );
+
+    // A dry run that cannot fit names the binding resource.
+    click(&mut harness, "Applications");
+    click(&mut harness, "heavy");
+    click(&mut harness, "Check (dry run)");
+    wait(&mut harness, "the rejection", |h| {
+        shows(h, "Would be rejected")
+    });
+    assert!(shows(&harness, "Binding resources: node-a/cpu"));
+    let live = block_on(admin.list_sessions(SessionFilter::Live)).unwrap();
+    assert_eq!(live.len(), 1, "only bob's session: {live:?}");
 
     // The event log has the admission.
     click(&mut harness, "Events");
@@ -432,7 +470,6 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
 
     // The world file: exported, checked here before Sesco sees a broken one.
     click(&mut harness, "World file");
-    click(&mut harness, "Export from Sesco");
     wait(&mut harness, "the exported world", |h| {
         h.get_by_label("World TOML")
             .value()
@@ -447,6 +484,11 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
         shows(h, "must be a positive number, not -2")
     });
     assert!(is_disabled(&harness, "Apply to Sesco"));
+    click(&mut harness, "Export from Sesco");
+    wait(&mut harness, "Sesco's world again", |h| {
+        shows(h, "No problems found.")
+    });
+    assert_eq!(harness.get_by_label("World TOML").value().unwrap(), text);
 }
 
 #[test]

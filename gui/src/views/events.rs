@@ -1,11 +1,12 @@
 //! The event log: every step of every visible session's life and of the cluster's.
 
-use arq::proto::event::Event;
+use arq::proto::event::{Event, EventKind};
+use arq::proto::session::SessionState;
 use egui::{RichText, TextEdit, Ui};
 
 use crate::format;
 use crate::model::Model;
-use crate::widgets::MUTED;
+use crate::widgets::{BAD, GOOD, MUTED};
 
 /// The most rows drawn at once.
 const ROWS: usize = 400;
@@ -28,6 +29,23 @@ fn matches(event: &Event, needle: &str) -> bool {
             .node
             .as_deref()
             .is_some_and(|n| n.to_lowercase().contains(&needle))
+}
+
+/// Failures in red, admissions in green, the rest plain.
+fn tone(kind: &EventKind, ui: &Ui) -> egui::Color32 {
+    match kind {
+        EventKind::SessionRejected { .. }
+        | EventKind::ProcessStartFailed { .. }
+        | EventKind::CrashLoop { .. }
+        | EventKind::NodeLost { .. }
+        | EventKind::SetPointUnacknowledged { .. }
+        | EventKind::SessionEnded {
+            state: SessionState::Failed,
+            ..
+        } => BAD,
+        EventKind::SessionAdmitted { .. } | EventKind::NodeUp { .. } => GOOD,
+        _ => ui.visuals().text_color(),
+    }
 }
 
 impl EventsView {
@@ -81,7 +99,7 @@ impl EventsView {
                                 .on_hover_text(format::date_time(e.time_ms));
                             ui.label(e.session.map_or(String::new(), |s| s.to_string()));
                             ui.label(e.node.clone().unwrap_or_default());
-                            ui.label(e.kind.to_string());
+                            ui.label(RichText::new(e.kind.to_string()).color(tone(&e.kind, ui)));
                             ui.end_row();
                         }
                     });

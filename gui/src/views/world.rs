@@ -20,6 +20,8 @@ pub struct WorldView {
     waiting: bool,
     server: Option<Failure>,
     applied: bool,
+    /// The page opens on the world as Sesco has it; asked for once.
+    exported_once: bool,
 }
 
 /// Everything wrong with a world file, by line or by path.
@@ -63,6 +65,11 @@ impl WorldView {
     }
 
     pub fn ui(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
+        if !self.exported_once && self.text.is_empty() {
+            self.exported_once = true;
+            self.waiting = true;
+            actions.push(Action::Send(Command::ExportWorld));
+        }
         if !self.checked {
             self.local = if self.text.trim().is_empty() {
                 Vec::new()
