@@ -177,6 +177,7 @@ impl QramState {
         let cat = &self.cat;
         let mut charged = 0.0;
         let mut moved: Vec<bool> = Vec::new();
+        let mut excess = vec![0.0; cat.resources()];
         for _ in 0..4 * cat.sessions() + 8 {
             let over: Vec<(usize, f64)> = trial
                 .usage
@@ -190,6 +191,10 @@ impl QramState {
                 .collect();
             if over.is_empty() {
                 return Some(charged);
+            }
+            excess.iter_mut().for_each(|x| *x = 0.0);
+            for &(r, x) in &over {
+                excess[r] = x;
             }
             let worst = over
                 .iter()
@@ -215,24 +220,25 @@ impl QramState {
                 } else {
                     self.change_cost(s, previous, trial)
                 };
+                // the rows of `cur` and of any other candidate run over the same resources
+                let (res, here) = cat.demand(s, cur);
                 let mut consider = |c: u32| {
                     let loss = cat.value_of(s, cur) - cat.value_of(s, c) + cost;
+                    let (_, row) = cat.demand(s, c);
                     let mut relief = 0.0;
-                    let mut harm = false;
-                    for &(r, x) in &over {
-                        let freed = cat.amount(s, cur, r as u32) - cat.amount(s, c, r as u32);
-                        relief += freed.min(x).max(0.0) / cat.capacity[r].max(1e-12);
-                    }
-                    // must not overload a resource that has room now
-                    let (res, amt) = cat.demand(s, c);
-                    for (&r, &a) in res.iter().zip(amt) {
+                    for (k, (&r, &old)) in res.iter().zip(here).enumerate() {
                         let ru = r as usize;
-                        let here = cat.amount(s, cur, r);
-                        if a > here && trial.usage[ru] - here + a > cat.limit[ru] {
-                            harm = true;
+                        let new = row.get(k).copied().unwrap_or(0.0);
+                        if excess[ru] > 0.0 {
+                            relief +=
+                                (old - new).min(excess[ru]).max(0.0) / cat.capacity[ru].max(1e-12);
+                        }
+                        // must not overload a resource that has room now
+                        if new > old && trial.usage[ru] - old + new > cat.limit[ru] {
+                            return;
                         }
                     }
-                    if relief > 0.0 && !harm {
+                    if relief > 0.0 {
                         let ratio = loss.max(0.0) / relief;
                         if best.is_none_or(|b| ratio < b.0) {
                             best = Some((ratio, s, c, cost));
