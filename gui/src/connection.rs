@@ -598,6 +598,7 @@ async fn serve(
                     let _ = reload_tx.send(Dirty { sessions: true, nodes: true, world: true });
                     continue;
                 }
+                let changes = !matches!(command, Command::DryRun(_) | Command::ExportWorld);
                 let (client, ui, reload) = (client.clone(), ui.clone(), reload_tx.clone());
                 tokio::spawn(async move {
                     if let Some(outcome) = run_command(&client, command).await {
@@ -605,7 +606,9 @@ async fn serve(
                     }
                     // Whatever changed will also come as events; reloading now makes
                     // the answer and the tables agree at once.
-                    let _ = reload.send(Dirty { sessions: true, nodes: true, world: true });
+                    if changes {
+                        let _ = reload.send(Dirty { sessions: true, nodes: true, world: true });
+                    }
                 });
             }
             event = events.recv() => {
