@@ -319,17 +319,26 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
             Some(client) => client,
             None => {
                 // Reconnect: the token first, then the original credentials.
-                let mut result = match &token {
-                    Some(token) => {
-                        Client::connect(&server, Credentials::Token(token.clone())).await
-                    }
-                    None => Client::connect(&server, sign_in.credentials.clone()).await,
+                let first = match &token {
+                    Some(token) => Credentials::Token(token.clone()),
+                    None => sign_in.credentials.clone(),
+                };
+                let Some(mut result) =
+                    answering_offline(Client::connect(&server, first), &mut commands, &ui).await
+                else {
+                    return;
                 };
                 if let Err(e) = &result
                     && credentials_refused(e)
                     && token.is_some()
                 {
-                    result = Client::connect(&server, sign_in.credentials.clone()).await;
+                    let again = sign_in.credentials.clone();
+                    match answering_offline(Client::connect(&server, again), &mut commands, &ui)
+                        .await
+                    {
+                        Some(r) => result = r,
+                        None => return,
+                    }
                 }
                 match result {
                     Ok(client) => client,
@@ -346,7 +355,10 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
                         let delay = RETRY_FIRST
                             .saturating_mul(1 << attempt.min(5))
                             .min(RETRY_LAST);
-                        if !refuse_commands_for(delay, &mut commands, &ui).await {
+                        if answering_offline(tokio::time::sleep(delay), &mut commands, &ui)
+                            .await
+                            .is_none()
+                        {
                             return;
                         }
                         continue;
@@ -365,7 +377,10 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
                     attempt,
                     last_error: reason,
                 }));
-                if !refuse_commands_for(RETRY_FIRST, &mut commands, &ui).await {
+                if answering_offline(tokio::time::sleep(RETRY_FIRST), &mut commands, &ui)
+                    .await
+                    .is_none()
+                {
                     return;
                 }
             }
@@ -373,19 +388,19 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
     }
 }
 
-/// Waits `delay`, answering commands with "not connected". False when the UI is gone.
-async fn refuse_commands_for(
-    delay: Duration,
+/// Waits for `work`, answering commands with "not connected" meanwhile. `None` when the UI
+/// let go.
+async fn answering_offline<T>(
+    work: impl std::future::Future<Output = T>,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     ui: &Notifier,
-) -> bool {
-    let sleep = tokio::time::sleep(delay);
-    tokio::pin!(sleep);
+) -> Option<T> {
+    tokio::pin!(work);
     loop {
         tokio::select! {
-            () = &mut sleep => return true,
+            done = &mut work => return Some(done),
             command = commands.recv() => match command {
-                None => return false,
+                None => return None,
                 Some(command) => {
                     if let Some(outcome) = offline_outcome(command) {
                         ui.send(Update::Outcome(outcome));
