@@ -122,6 +122,22 @@ impl QramState {
         self.asg.value
     }
 
+    /// Marks the session `id` required: from now on it may move between its
+    /// set-points but is never rejected — what an admitted session becomes once it
+    /// runs. Changes no set-point.
+    ///
+    /// # Errors
+    /// [`SolveError::UnknownSession`].
+    pub fn require(&mut self, id: &str) -> Result<(), SolveError> {
+        let &s = self
+            .index
+            .get(id)
+            .ok_or_else(|| SolveError::UnknownSession { id: id.to_string() })?;
+        self.problem.sessions[s].required = true;
+        self.cat.required[s] = true;
+        Ok(())
+    }
+
     /// Explains the outcome of the session `id`.
     pub fn explain(&self, id: &str) -> Result<Explanation, SolveError> {
         let &s = self

@@ -232,3 +232,47 @@ fn large_product_space_is_admitted_without_enumeration() {
     assert_eq!(video.demand, space.demand(levels));
     assert!(elapsed.as_millis() < 2_000, "took {elapsed:?}");
 }
+
+/// One session on one resource: `low` or `high` units at utility 0.1 / 0.2.
+fn two_level(id: &str, low: f64, high: f64, utility: f64) -> Session {
+    Session::listed(
+        id,
+        1.0,
+        false,
+        vec![
+            point(0.1 * utility, &[(0, low)]),
+            point(0.2 * utility, &[(0, high)]),
+        ],
+    )
+}
+
+#[test]
+fn a_required_session_is_degraded_never_evicted() {
+    let problem = Problem {
+        resources: vec![Resource {
+            name: "n1/cpu".into(),
+            capacity: 1.0,
+        }],
+        sessions: Vec::new(),
+    };
+    let mut state = QramState::new(problem.clone(), IncrementalOptions::default()).unwrap();
+    assert!(state.admit(two_level("a", 0.2, 0.6, 1.0)).unwrap().admitted);
+    // Without `require`, a newcomer worth far more takes a's place entirely ...
+    let mut open = state.clone();
+    let vip = Session::listed("vip", 1.0, false, vec![point(100.0, &[(0, 0.85)])]);
+    let admission = open.admit(vip.clone()).unwrap();
+    assert!(admission.admitted);
+    assert!(
+        admission
+            .changes
+            .iter()
+            .any(|c| c.id == "a" && c.to.is_none())
+    );
+    // ... once a runs, it may only be degraded, and the newcomer does not fit.
+    state.require("a").unwrap();
+    let admission = state.admit(vip).unwrap();
+    assert!(!admission.admitted);
+    assert!(admission.changes.is_empty());
+    assert!(state.allocation().sessions[0].choice.is_some());
+    assert!(state.require("nobody").is_err());
+}

@@ -192,7 +192,12 @@ impl Allocator {
             .iter()
             .filter_map(|c| {
                 let id = SessionId(c.id.parse().ok()?);
-                let (_, _, setpoint) = self.options.get(&c.id)?.setpoint(c.to.as_ref()?);
+                let Some(to) = &c.to else {
+                    // Live sessions are required: Q-RAM may move them, never drop them.
+                    tracing::error!(session = %id, "the allocation dropped a live session; it keeps its set-point");
+                    return None;
+                };
+                let (_, _, setpoint) = self.options.get(&c.id)?.setpoint(to);
                 Some((id, setpoint))
             })
             .collect()
@@ -278,6 +283,8 @@ impl Allocator {
             }
         }
         if !dry_run {
+            // Admitted, it may be degraded from now on but never rejected.
+            self.qram.as_mut().expect("synced").require(&key)?;
             self.options.insert(key.clone(), options);
         }
         moves.retain(|(s, _)| !admission.changes.iter().any(|c| c.id == s.to_string()));
@@ -304,7 +311,8 @@ impl Allocator {
             .is_some_and(|q| q.problem().sessions.iter().any(|s| s.id == key));
         let mut moves = Vec::new();
         if known {
-            let changes = self.qram.as_mut().expect("known").remove(&key)?;
+            let mut changes = self.qram.as_mut().expect("known").remove(&key)?;
+            changes.retain(|c| c.id != key);
             self.options.remove(&key);
             moves = self.moves_of(&changes);
         }

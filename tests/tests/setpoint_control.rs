@@ -301,3 +301,40 @@ fn a_process_cannot_register_with_another_sessions_token() {
     );
     assert!(alive(a_pid));
 }
+
+#[test]
+fn a_newcomer_that_only_fits_by_evicting_a_running_session_is_rejected() {
+    let cluster = Cluster::start();
+    add_probe_app(&cluster, "probe", "");
+    // A newcomer worth far more than the running session, needing 85 % of the node: it
+    // fits only if the running session (20 % at its lowest) goes away.
+    let vip = cluster.cpu_capacity("node-a") * 0.85;
+    cluster.add_to_world(&format!(
+        r#"
+[[applications]]
+name = "vip"
+[[applications.variants]]
+name = "only"
+[[applications.variants.processes]]
+name = "vip"
+command = ["sleep", "3600"]
+cpu = {vip}
+memory_mb = 8
+[[applications.variants.dimensions]]
+name = "level"
+levels = [{{ name = "only", utility = 100.0 }}]
+"#
+    ));
+    let a = cluster.request(ALICE, &["probe"]);
+    let a_id = a["id"].as_u64().unwrap();
+    let out = cluster.arq(BOB, &["--output", "json", "request", "vip"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let outcome: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["Rejected"]["binding"][0], "node-a/cpu", "{outcome}");
+    let a_now = cluster.show(a_id);
+    assert_eq!(a_now["state"], "Running");
+    assert_eq!(
+        a_now["setpoint"], a["setpoint"],
+        "a rejected newcomer changes nothing"
+    );
+}
