@@ -640,6 +640,17 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
             }
         }
     }
+    let best: f64 = variant
+        .dimensions
+        .iter()
+        .map(|d| d.levels.iter().map(|l| l.utility).fold(0.0, f64::max))
+        .sum();
+    if best <= 0.0 {
+        c.fail(
+            "dimensions",
+            "no set-point brings any utility, so the variant would never be admitted: give some level a utility above 0",
+        );
+    }
     let count = variant.setpoint_count();
     if count > MAX_SETPOINTS_PER_VARIANT {
         c.fail(

@@ -138,3 +138,14 @@ fn a_share_the_kernel_cannot_enforce_is_refused() {
     w.applications[0].variants[0].processes[0].cpu = 0.0005;
     assert_eq!(paths(&w), ["applications[0].variants[0].processes[0].cpu"]);
 }
+
+#[test]
+fn a_variant_that_brings_no_utility_is_refused() {
+    let mut w = world();
+    for level in &mut w.applications[0].variants[0].dimensions[0].levels {
+        level.utility = 0.0;
+    }
+    assert_eq!(paths(&w), ["applications[0].variants[0].dimensions"]);
+    w.applications[0].variants[0].dimensions.clear();
+    assert_eq!(paths(&w), ["applications[0].variants[0].dimensions"]);
+}
