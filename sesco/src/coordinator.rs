@@ -26,7 +26,7 @@ use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 use crate::admission::Allocator;
 use crate::auth;
 use crate::config::ServeConfig;
-use crate::events::Watchers;
+use crate::events::{EventLog, Watchers};
 use crate::session::SessionRecord;
 use crate::store::Store;
 
@@ -158,6 +158,7 @@ pub struct Coordinator {
     /// Serialises allocation changes; owns the Q-RAM state between changes.
     pub(crate) changes: tokio::sync::Mutex<Allocator>,
     pub(crate) watchers: Watchers,
+    events: EventLog,
     cluster_key: String,
 }
 
@@ -198,6 +199,7 @@ impl Coordinator {
             );
             world = store.load_world()?;
         }
+        let events = EventLog::new(store.last_event_seq()?);
         let sessions = store
             .load_live_sessions()?
             .into_iter()
@@ -229,6 +231,7 @@ impl Coordinator {
             state: Mutex::new(state),
             changes: tokio::sync::Mutex::new(Allocator::default()),
             watchers: Watchers::default(),
+            events,
             cluster_key,
         }))
     }
@@ -237,21 +240,33 @@ impl Coordinator {
         self.store.lock().expect("store lock")
     }
 
+    /// The store, with every event published so far written to it: for reading the log.
+    pub fn store_with_events(&self) -> MutexGuard<'_, Store> {
+        let mut store = self.store();
+        if let Err(e) = self.events.flush(&mut store) {
+            tracing::error!(error = %e, "cannot write events");
+        }
+        store
+    }
+
+    /// Writes events in batches, forever, off the async workers.
+    pub async fn write_events(self: Arc<Self>) {
+        loop {
+            self.events.queued().await;
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || drop(this.store_with_events())).await;
+        }
+    }
+
     pub fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("state lock")
     }
 
-    /// Records an event, then pushes it to the watchers allowed to see it.
+    /// Records an event and pushes it to the watchers allowed to see it.
     pub fn emit(&self, session: Option<SessionId>, node: Option<&str>, kind: EventKind) {
         let owner = session.and_then(|id| self.session_owner(id));
-        let event = match self.store().append_event(now_ms(), session, node, kind) {
-            Ok(event) => event,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record an event");
-                return;
-            }
-        };
-        tracing::info!(seq = event.seq, session = ?event.session, node = ?event.node, "{}", event.kind);
+        let event = self.events.record(now_ms(), session, node, kind);
+        tracing::debug!(seq = event.seq, session = ?event.session, node = ?event.node, "{}", event.kind);
         self.watchers.publish(&event, owner.as_deref());
     }
 

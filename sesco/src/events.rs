@@ -1,8 +1,80 @@
-//! The event log: every step is persisted, then pushed to every watcher.
+//! The event log: every step is numbered, pushed to every watcher, and written to the
+//! store in batches.
+//!
+//! Events are a log of what happened, not the state: the state (sessions, the world) is
+//! written before anything is acknowledged; events are numbered and published at once and
+//! written by a background task in one transaction per batch, so that a set-point
+//! fan-out to a thousand control ports is not a thousand separate writes. Whoever reads
+//! the log flushes it first, so a reader never misses an event already published.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use sesco_proto::event::Event;
+use sesco_proto::SessionId;
+use sesco_proto::event::{Event, EventKind};
+
+use crate::store::{Store, StoreError};
+
+/// Numbers events and holds those not yet written.
+pub struct EventLog {
+    next_seq: AtomicU64,
+    pending: Mutex<Vec<Event>>,
+    written: tokio::sync::Notify,
+}
+
+impl EventLog {
+    /// Continues the numbering after `last_seq`.
+    pub fn new(last_seq: u64) -> Self {
+        Self {
+            next_seq: AtomicU64::new(last_seq + 1),
+            pending: Mutex::new(Vec::new()),
+            written: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Numbers an event and queues it for writing.
+    pub fn record(
+        &self,
+        time_ms: u64,
+        session: Option<SessionId>,
+        node: Option<&str>,
+        kind: EventKind,
+    ) -> Event {
+        let mut pending = self.pending.lock().expect("event log lock");
+        let event = Event {
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            time_ms,
+            session,
+            node: node.map(str::to_string),
+            kind,
+        };
+        pending.push(event.clone());
+        drop(pending);
+        self.written.notify_one();
+        event
+    }
+
+    /// Writes every queued event. The caller holds the store, so flushes are ordered.
+    pub fn flush(&self, store: &mut Store) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("event log lock"));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = store.append_events(&batch) {
+            // Keep them for the next attempt, ahead of newer ones.
+            let mut pending = self.pending.lock().expect("event log lock");
+            let newer = std::mem::replace(&mut *pending, batch);
+            pending.extend(newer);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Resolves when events may be waiting to be written.
+    pub async fn queued(&self) {
+        self.written.notified().await
+    }
+}
 use sesco_proto::peer::Peer;
 use sesco_proto::{ErrorCode, ErrorReply};
 
@@ -14,9 +86,7 @@ pub struct Watcher {
     pub user: Option<String>,
 }
 
-/// Fans events out to watchers. Persistence is the caller's (see
-/// [`crate::coordinator::Coordinator::emit`]), so that an event is stored before anyone
-/// sees it.
+/// Fans events out to watchers.
 #[derive(Default)]
 pub struct Watchers {
     watchers: Mutex<Vec<Watcher>>,

@@ -172,7 +172,7 @@ impl Coordinator {
                     achieved: Vec::new(),
                 })
                 .collect(),
-            variant,
+            variant: Arc::new(variant),
             state: SessionState::Starting,
             token_hash: auth::secret_hash(&token),
             setpoint_sequence: 1,
@@ -354,33 +354,58 @@ impl Coordinator {
         self.apply_raises(raises).await;
     }
 
-    /// Records a new set-point for a session and returns the reservations it implies.
-    fn commit_setpoint(&self, m: &Move) -> Option<(SessionRecord, Vec<Reservation>)> {
+    /// Takes the new set-points of `moves` into the live state and returns each session
+    /// with the reservations its new set-point implies. The caller persists them.
+    fn commit_setpoints(&self, moves: &[Move]) -> Vec<(SessionRecord, Vec<Reservation>)> {
         let mut state = self.state();
-        let record = state.sessions.get_mut(&m.id)?;
-        record.setpoint = m.to.clone();
-        record.setpoint_sequence += 1;
-        let reservations = (0..record.processes.len())
-            .map(|i| process_reservation(&record.variant, i, &m.to))
-            .collect();
-        let record = record.clone();
-        drop(state);
-        if let Err(e) = self.store().save_session(&record) {
-            tracing::error!(error = %e, session = %m.id, "cannot persist a set-point");
+        moves
+            .iter()
+            .filter_map(|m| {
+                let record = state.sessions.get_mut(&m.id)?;
+                record.setpoint = m.to.clone();
+                record.setpoint_sequence += 1;
+                let reservations = (0..record.processes.len())
+                    .map(|i| process_reservation(&record.variant, i, &m.to))
+                    .collect();
+                Some((record.clone(), reservations))
+            })
+            .collect()
+    }
+
+    /// Writes session records in one transaction, off the async workers.
+    async fn persist(self: &Arc<Self>, records: Vec<SessionRecord>) {
+        let this = self.clone();
+        let written =
+            tokio::task::spawn_blocking(move || this.store().save_sessions(records.iter())).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot persist set-points"),
+            Err(e) => tracing::error!(error = %e, "set-point persistence task failed"),
         }
-        Some((record, reservations))
     }
 
     /// Lowering: tell every application, wait for the acks (bounded), then shrink.
+    ///
+    /// The new set-points are written while the applications are being told: until an
+    /// acknowledgement leads to a shrink, a set-point is advice (after a crash the stored
+    /// one is sent again), and nothing is resized, started or answered before the write
+    /// has completed.
     async fn apply_lowers(self: &Arc<Self>, moves: Vec<Move>) {
-        let committed: Vec<_> = moves
-            .iter()
-            .filter_map(|m| self.commit_setpoint(m))
-            .collect();
-        join_all(committed.iter().map(|(record, reservations)| {
+        if moves.is_empty() {
+            return;
+        }
+        let decided = Instant::now();
+        let committed = self.commit_setpoints(&moves);
+        let records = committed.iter().map(|(r, _)| r.clone()).collect();
+        let notified = join_all(committed.iter().map(|(record, reservations)| {
             self.notify_setpoint(record, reservations, SetPointDirection::Lower, None)
-        }))
-        .await;
+        }));
+        tokio::join!(notified, self.persist(records));
+        tracing::info!(
+            sessions = committed.len(),
+            elapsed_us = decided.elapsed().as_micros() as u64,
+            "lower set-points acknowledged or timed out; shrinking"
+        );
         join_all(
             committed
                 .iter()
@@ -389,12 +414,14 @@ impl Coordinator {
         .await;
     }
 
-    /// Raising: grow every reservation, then tell the applications.
+    /// Raising: persist, grow every reservation, then tell the applications.
     async fn apply_raises(self: &Arc<Self>, moves: Vec<Move>) {
-        let committed: Vec<_> = moves
-            .iter()
-            .filter_map(|m| self.commit_setpoint(m))
-            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        let committed = self.commit_setpoints(&moves);
+        self.persist(committed.iter().map(|(r, _)| r.clone()).collect())
+            .await;
         join_all(
             committed
                 .iter()

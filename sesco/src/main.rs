@@ -139,6 +139,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = config::ServeConfig {
         listen: args.listen,
@@ -157,13 +158,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "sesco serving");
-        tokio::select! {
-            result = server::serve(coordinator, listener) => result.context("the listener failed"),
+        let result = tokio::select! {
+            result = server::serve(coordinator.clone(), listener) => result.context("the listener failed"),
             _ = shutdown_signal() => {
                 tracing::info!("shutting down; sessions keep running and are reconciled on restart");
                 Ok(())
             }
-        }
+        };
+        drop(coordinator.store_with_events());
+        result
     })
 }
 

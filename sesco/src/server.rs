@@ -26,6 +26,7 @@ const EVENTS_LIMIT: u32 = 1000;
 /// Accepts connections until the listener fails.
 pub async fn serve(coordinator: Arc<Coordinator>, listener: TcpListener) -> std::io::Result<()> {
     tokio::spawn(coordinator.clone().watch_nodes());
+    tokio::spawn(coordinator.clone().write_events());
     loop {
         let (stream, addr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -274,7 +275,10 @@ impl Coordinator {
         since: u64,
         limit: u32,
     ) -> Result<Vec<sesco_proto::Event>, ErrorReply> {
-        let events = self.store().events_since(since, limit).map_err(internal)?;
+        let events = self
+            .store_with_events()
+            .events_since(since, limit)
+            .map_err(internal)?;
         if principal.is_admin() {
             return Ok(events);
         }

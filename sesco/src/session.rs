@@ -1,6 +1,8 @@
 //! What Sesco knows and persists about one session, and how its set-point turns into
 //! utility, demand and reservations.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sesco_proto::session::{
     CpuReservation, DimensionLevel, ExitStatus, ProcessState, ProcessUsage, ProcessView,
@@ -37,8 +39,10 @@ pub struct SessionRecord {
     pub user: String,
     pub application: String,
     /// The variant as it was when the session was admitted; later edits of the
-    /// application do not change running sessions.
-    pub variant: VariantDef,
+    /// application do not change running sessions. Stored once, beside the record (see
+    /// `Store::insert_session`), so that frequent record writes stay small.
+    #[serde(skip_serializing, default = "unloaded_variant")]
+    pub variant: Arc<VariantDef>,
     pub weight: f64,
     /// Lowest acceptable level index per dimension.
     pub minimum: Vec<u32>,
@@ -54,6 +58,19 @@ pub struct SessionRecord {
     pub ended_ms: Option<u64>,
     pub end_reason: Option<String>,
     pub request_key: Option<String>,
+}
+
+/// Stands in for a record's variant between reading the record and reading its variant.
+fn unloaded_variant() -> Arc<VariantDef> {
+    Arc::new(VariantDef {
+        name: String::new(),
+        description: String::new(),
+        cpu_class: Default::default(),
+        deadline_period_ms: 0,
+        restart: Default::default(),
+        processes: Vec::new(),
+        dimensions: Vec::new(),
+    })
 }
 
 impl SessionRecord {

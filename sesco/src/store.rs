@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use sesco_proto::SessionId;
-use sesco_proto::event::{Event, EventKind};
+use sesco_proto::event::Event;
 use sesco_proto::world::{GroupDef, UserDef, World};
 
 use crate::session::SessionRecord;
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     user TEXT NOT NULL,
     live INTEGER NOT NULL,
     request_key TEXT,
+    variant TEXT NOT NULL,
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_live ON sessions (live);
@@ -233,16 +234,33 @@ impl Store {
     /// Stores a new session under its id.
     pub fn insert_session(&self, record: &SessionRecord) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO sessions (id, user, live, request_key, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO sessions (id, user, live, request_key, variant, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 record.id.0 as i64,
                 record.user,
                 record.state.is_live(),
                 record.request_key,
+                serde_json::to_string(&record.variant)?,
                 serde_json::to_string(record)?
             ],
         )?;
         Ok(())
+    }
+
+    /// Session records from rows of (variant, record).
+    fn load_sessions(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<SessionRecord>> {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.iter()
+            .map(|(variant, record)| {
+                let mut record: SessionRecord = serde_json::from_str(record)?;
+                record.variant = std::sync::Arc::new(serde_json::from_str(variant)?);
+                Ok(record)
+            })
+            .collect()
     }
 
     /// Writes a session's current record.
@@ -264,20 +282,20 @@ impl Store {
     }
 
     pub fn load_session(&self, id: SessionId) -> Result<Option<SessionRecord>> {
-        let text: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM sessions WHERE id = ?1",
+        Ok(self
+            .load_sessions(
+                "SELECT variant, record FROM sessions WHERE id = ?1",
                 [id.0 as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+            )?
+            .pop())
     }
 
     /// Sessions still holding resources.
     pub fn load_live_sessions(&self) -> Result<Vec<SessionRecord>> {
-        self.load_json_rows("SELECT record FROM sessions WHERE live = 1 ORDER BY id")
+        self.load_sessions(
+            "SELECT variant, record FROM sessions WHERE live = 1 ORDER BY id",
+            [],
+        )
     }
 
     /// The most recent sessions, newest last; `user` restricts to one user's.
@@ -286,60 +304,54 @@ impl Store {
         user: Option<&str>,
         limit: u32,
     ) -> Result<Vec<SessionRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT record FROM (
-                SELECT id, record FROM sessions WHERE (?1 IS NULL OR user = ?1)
+        self.load_sessions(
+            "SELECT variant, record FROM (
+                SELECT id, variant, record FROM sessions WHERE (?1 IS NULL OR user = ?1)
                 ORDER BY id DESC LIMIT ?2
              ) ORDER BY id",
-        )?;
-        let texts: Vec<String> = stmt
-            .query_map(params![user, limit], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        texts
-            .iter()
-            .map(|t| serde_json::from_str(t).map_err(StoreError::from))
-            .collect()
+            params![user, limit],
+        )
     }
 
     /// The session a user created with `request_key`, if any.
     pub fn session_by_request_key(&self, user: &str, key: &str) -> Result<Option<SessionRecord>> {
-        let text: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT record FROM sessions WHERE user = ?1 AND request_key = ?2",
+        Ok(self
+            .load_sessions(
+                "SELECT variant, record FROM sessions WHERE user = ?1 AND request_key = ?2",
                 [user, key],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+            )?
+            .pop())
     }
 
     // ---- events -----------------------------------------------------------------------
 
-    /// Appends an event and returns it with its sequence number.
-    pub fn append_event(
-        &self,
-        time_ms: u64,
-        session: Option<SessionId>,
-        node: Option<&str>,
-        kind: EventKind,
-    ) -> Result<Event> {
-        self.conn.execute(
-            "INSERT INTO events (time_ms, session, node, kind) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                time_ms as i64,
-                session.map(|s| s.0 as i64),
-                node,
-                serde_json::to_string(&kind)?
-            ],
-        )?;
-        Ok(Event {
-            seq: self.conn.last_insert_rowid() as u64,
-            time_ms,
-            session,
-            node: node.map(str::to_string),
-            kind,
-        })
+    /// Writes events (numbered by the caller) in one transaction.
+    pub fn append_events(&mut self, events: &[Event]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, time_ms, session, node, kind) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in events {
+                insert.execute(params![
+                    e.seq as i64,
+                    e.time_ms as i64,
+                    e.session.map(|s| s.0 as i64),
+                    e.node,
+                    serde_json::to_string(&e.kind)?
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The sequence number of the newest event (0 when there is none).
+    pub fn last_event_seq(&self) -> Result<u64> {
+        let seq: i64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        Ok(seq as u64)
     }
 
     /// Events after `since_seq`, oldest first, at most `limit`.

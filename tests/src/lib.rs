@@ -246,7 +246,10 @@ impl Cluster {
             .args(["--node-timeout", self.options.node_timeout])
             .args(["--ack-timeout", self.options.ack_timeout])
             .args(["--heartbeat", "250ms"])
-            .env("RUST_LOG", "info,sesco=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("SESCO_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -522,6 +525,15 @@ impl Drop for Cluster {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }
+        if std::env::var_os("SESCO_E2E_KEEP").is_some() {
+            let kept = self.dir.path().to_path_buf();
+            let dir = std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("a temporary directory"),
+            );
+            let _ = dir.keep();
+            eprintln!("kept {}", kept.display());
         }
     }
 }

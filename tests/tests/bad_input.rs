@@ -26,10 +26,11 @@ fn snapshot(cluster: &Cluster) -> Snapshot {
     let world = cluster.arq_as_admin(&["admin", "export"]);
     assert!(world.status.success(), "{}", text(&world));
     let mut sessions = cluster.arq_json_as_admin(&["ls", "--all"]);
-    // Measured usage moves on by itself; everything else must not.
+    // Measured usage and achieved QoS move on by themselves; everything else must not.
     for session in sessions.as_array_mut().into_iter().flatten() {
         for process in session["processes"].as_array_mut().into_iter().flatten() {
             process["usage"] = Value::Null;
+            process["achieved"] = Value::Null;
         }
     }
     Snapshot {
