@@ -28,7 +28,10 @@ step "Building every binary and example the end-to-end tests run"
 cargo build --locked --workspace --bins --examples
 
 step "Tests"
-cargo nextest run --locked --workspace --no-fail-fast
+cargo nextest run --locked --workspace --no-fail-fast -E 'not test(/^enforcement_/)'
+
+step "Enforcement tests, alone on the machine, one at a time"
+cargo nextest run --locked --workspace --no-fail-fast -E 'test(/^enforcement_/)'
 
 step "GUI screenshots under Xvfb"
 bash scripts/gui-screenshots.sh
