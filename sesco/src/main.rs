@@ -7,20 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-mod admin;
-mod admission;
-mod auth;
-mod config;
-mod control;
-mod coordinator;
-mod events;
-mod lifecycle;
-mod nodes;
-mod qram_cmd;
-mod server;
-mod session;
-mod store;
-mod world_file;
+use sesco::{auth, config, coordinator, qram_cmd, server};
 
 #[derive(Parser)]
 #[command(

@@ -8,7 +8,7 @@ use sesco_proto::message::{Reply, Request, SessionFilter, Welcome};
 use sesco_proto::node::NodeView;
 use sesco_proto::peer::{self, Incoming, Peer};
 use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::coordinator::{Coordinator, Principal, internal};
@@ -39,7 +39,12 @@ pub async fn serve(coordinator: Arc<Coordinator>, listener: TcpListener) -> std:
     }
 }
 
-async fn connection(coordinator: Arc<Coordinator>, stream: TcpStream) -> anyhow::Result<()> {
+/// Serves one connection, whatever carries it (TCP, TLS, or an in-memory pipe in the fuzz
+/// targets): handshake, authentication, then requests until it closes.
+pub async fn connection<S>(coordinator: Arc<Coordinator>, stream: S) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let (hello, greeted) = peer::accept(stream, HANDSHAKE_TIME).await?;
     let (principal, identity) = match coordinator.authenticate(&hello).await {
         Ok(ok) => ok,
