@@ -101,22 +101,14 @@ fn users(cat: &Catalog, asg: &Assignment) -> Vec<Vec<u32>> {
     users
 }
 
-/// Whether moving `a` to `a2` and `b` to `b2` together fits.
-fn pair_fits(cat: &Catalog, asg: &Assignment, a: usize, a2: u32, b: usize, b2: u32) -> bool {
-    let (ca, cb) = (asg.choice[a], asg.choice[b]);
-    let check = |r: u32| {
-        let ru = r as usize;
-        let u = asg.usage[ru] - cat.amount(a, ca, r) + cat.amount(a, a2, r) - cat.amount(b, cb, r)
-            + cat.amount(b, b2, r);
-        u <= cat.limit[ru]
-    };
-    cat.demand(a, a2).0.iter().all(|&r| check(r)) && cat.demand(b, b2).0.iter().all(|&r| check(r))
-}
-
 /// Exchange: for each session `b` and each better candidate `b2` that does not
 /// fit, finds the session `a` and candidate `a2` (a cheaper set-point, or
 /// rejection) whose change frees enough room, with the largest net gain, and
 /// applies the best such pair per `b`. Returns whether anything moved.
+///
+/// Room is kept as a dense slack vector (limit − usage); while `b2` is tried,
+/// `b`'s change is charged to it, so that a pair fits exactly when every
+/// resource of `a` has room for `a`'s change: one pass over `a2`'s row.
 pub(crate) fn exchange(
     cat: &Catalog,
     asg: &mut Assignment,
@@ -126,89 +118,112 @@ pub(crate) fn exchange(
     work: &mut u64,
 ) -> bool {
     let mut users = users(cat, asg);
+    let mut slack: Vec<f64> = cat
+        .limit
+        .iter()
+        .zip(&asg.usage)
+        .map(|(&l, &u)| l - u)
+        .collect();
     let mut moved = false;
-    let mut deficit: Vec<(u32, f64)> = Vec::new();
     for &b in sessions {
         if *work > lim.budget {
             break;
         }
         let cb = asg.choice[b];
         let vb = cat.value_of(b, cb);
+        let eps = 1e-12 * vb.abs().max(1e-9);
         let cost_b = change_cost(cat, asg, b, previous, lim);
         let base_b = cat.first[b] as usize;
+        let res_b = cat.resources_of(b);
+        let old_b = cat.demand(b, cb).1;
         // (net gain, a, a2, b2)
         let mut best: Option<(f64, usize, u32, u32)> = None;
         for &b2 in &cat.order[base_b..base_b + cat.len(b)] {
             let gain = cat.value[base_b + b2 as usize] - vb - cost_b;
-            if gain <= 1e-12 * vb.abs().max(1e-9) || best.is_some_and(|x| gain <= x.0) {
+            if gain <= eps || best.is_some_and(|x| gain <= x.0) {
                 break; // by decreasing value: no later b2 can do better
             }
             if b2 == cb {
                 continue;
             }
-            // the resources b2 would overload, by how much (as capacity fraction)
-            deficit.clear();
-            let (res, amt) = cat.demand(b, b2);
-            for (&r, &a) in res.iter().zip(amt) {
+            // charge b's change to the slack; note the resources it overloads
+            let row_b = cat.demand(b, b2).1;
+            let mut deficits = 0usize;
+            let mut worst = (0.0, u32::MAX);
+            for (k, (&r, &a)) in res_b.iter().zip(row_b).enumerate() {
                 let ru = r as usize;
-                let over = asg.usage[ru] - cat.amount(b, cb, r) + a - cat.limit[ru];
-                if over > 0.0 {
-                    deficit.push((r, over / cat.capacity[ru].max(1e-12)));
+                let d = a - old_b.get(k).copied().unwrap_or(0.0);
+                slack[ru] -= d;
+                if slack[ru] < 0.0 {
+                    deficits += 1;
+                    let rel = -slack[ru] / cat.capacity[ru].max(1e-12);
+                    if rel > worst.0 {
+                        worst = (rel, r);
+                    }
                 }
             }
-            *work += 1 + res.len() as u64;
-            if deficit.is_empty() {
+            *work += 1 + res_b.len() as u64;
+            if deficits == 0 {
                 // fits outright: a pure upgrade
                 best = Some((gain, usize::MAX, REJECT, b2));
-                continue;
-            }
-            let worst = deficit
-                .iter()
-                .copied()
-                .max_by(|x, y| x.1.total_cmp(&y.1))
-                .expect("non-empty")
-                .0;
-            for &a in &users[worst as usize] {
-                let a = a as usize;
-                if a == b {
-                    continue;
-                }
-                let ca = asg.choice[a];
-                let va = cat.value_of(a, ca);
-                let cost_a = change_cost(cat, asg, a, previous, lim);
-                let need = |a2: u32| -> bool {
-                    deficit
-                        .iter()
-                        .all(|&(r, _)| cat.amount(a, a2, r) < cat.amount(a, ca, r))
-                };
-                let consider = |a2: u32, best: &mut Option<(f64, usize, u32, u32)>| {
-                    let loss = va - cat.value_of(a, a2) + cost_a;
-                    let net = gain - loss;
-                    if net > 1e-12 * vb.abs().max(1e-9)
-                        && best.is_none_or(|x| net > x.0)
-                        && need(a2)
-                        && pair_fits(cat, asg, a, a2, b, b2)
-                    {
-                        *best = Some((net, a, a2, b2));
-                    }
-                };
-                // by decreasing value, below the current one while the pair can still gain
-                let base_a = cat.first[a] as usize;
-                for &a2 in &cat.order[base_a..base_a + cat.len(a)] {
-                    let v = cat.value[base_a + a2 as usize];
-                    if v >= va {
+            } else {
+                for &a in &users[worst.1 as usize] {
+                    let a = a as usize;
+                    if a == b {
                         continue;
                     }
-                    if gain - (va - v + cost_a) <= best.map_or(0.0, |x| x.0) {
-                        break;
+                    let res_a = cat.resources_of(a);
+                    // a must use every overloaded resource to relieve them all
+                    if res_a.iter().filter(|&&r| slack[r as usize] < 0.0).count() < deficits {
+                        continue;
                     }
-                    *work += 1;
-                    consider(a2, &mut best);
+                    let ca = asg.choice[a];
+                    let va = cat.value_of(a, ca);
+                    let cost_a = change_cost(cat, asg, a, previous, lim);
+                    let old_a = cat.demand(a, ca).1;
+                    let fits = |a2: u32| -> bool {
+                        if a2 == REJECT {
+                            res_a
+                                .iter()
+                                .zip(old_a)
+                                .all(|(&r, &o)| -o <= slack[r as usize])
+                        } else {
+                            let row = cat.demand(a, a2).1;
+                            res_a
+                                .iter()
+                                .zip(row.iter().zip(old_a))
+                                .all(|(&r, (&n, &o))| n - o <= slack[r as usize])
+                        }
+                    };
+                    // by decreasing value, below the current one while the pair can still gain
+                    let base_a = cat.first[a] as usize;
+                    for &a2 in &cat.order[base_a..base_a + cat.len(a)] {
+                        let v = cat.value[base_a + a2 as usize];
+                        if v >= va {
+                            continue;
+                        }
+                        let net = gain - (va - v + cost_a);
+                        if net <= best.map_or(eps, |x| x.0.max(eps)) {
+                            break;
+                        }
+                        *work += 1;
+                        if fits(a2) {
+                            best = Some((net, a, a2, b2));
+                            break; // later a2 are worth less
+                        }
+                    }
+                    if !cat.required[a] {
+                        *work += 1;
+                        let net = gain - (va + cost_a);
+                        if net > best.map_or(eps, |x| x.0.max(eps)) && fits(REJECT) {
+                            best = Some((net, a, REJECT, b2));
+                        }
+                    }
                 }
-                if !cat.required[a] {
-                    *work += 1;
-                    consider(REJECT, &mut best);
-                }
+            }
+            // undo b's charge
+            for (k, (&r, &a)) in res_b.iter().zip(row_b).enumerate() {
+                slack[r as usize] += a - old_b.get(k).copied().unwrap_or(0.0);
             }
         }
         if let Some((_, a, a2, b2)) = best {
@@ -217,13 +232,17 @@ pub(crate) fn exchange(
                 if s == usize::MAX {
                     continue;
                 }
-                // keep the users index current for the session that moves
+                // keep the users index and the slack current for the session that moves
                 for &r in cat.demand(s, asg.choice[s]).0 {
                     users[r as usize].retain(|&x| x as usize != s);
                 }
                 asg.set(cat, s, to);
                 for &r in cat.demand(s, to).0 {
                     users[r as usize].push(s as u32);
+                }
+                for &r in cat.resources_of(s) {
+                    let ru = r as usize;
+                    slack[ru] = cat.limit[ru] - asg.usage[ru];
                 }
             }
         }
