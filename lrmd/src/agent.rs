@@ -126,7 +126,8 @@ async fn serve(
     // Exits go out one at a time, in order, on their own task.
     let (exit_tx, exit_rx) = mpsc::unbounded_channel();
     let reporter = tokio::spawn(report_exits(peer.clone(), exit_rx, undelivered.clone()));
-    let mut tick = tokio::time::interval(Duration::from_millis(accepted.heartbeat_ms.max(100)));
+    let heartbeat_every = Duration::from_millis(accepted.heartbeat_ms.max(100));
+    let mut tick = tokio::time::interval(heartbeat_every);
     let mut meter = CpuMeter::default();
     let result = loop {
         tokio::select! {
@@ -148,9 +149,13 @@ async fn serve(
                     processes: supervisor.usage(),
                 };
                 let peer = peer.clone();
+                let limit = heartbeat_every * 3;
                 tokio::spawn(async move {
-                    if let Err(e) = peer.request(Request::Heartbeat(heartbeat)).await {
-                        tracing::debug!(error = %e, "heartbeat not delivered");
+                    // A heartbeat Sesco does not answer means the connection is dead even
+                    // if TCP has not noticed (a cut link): drop it and reconnect.
+                    if let Err(e) = peer.request_within(Request::Heartbeat(heartbeat), limit).await {
+                        tracing::warn!(error = %e, "heartbeat not answered; reconnecting");
+                        peer.close(None).await;
                     }
                 });
             }

@@ -122,6 +122,7 @@ fn main() -> anyhow::Result<()> {
                 scratch_dir: cli.state_dir.join("scratch"),
                 log_dir: cli.state_dir.join("logs"),
                 app_path: cli.app_path,
+                sesco_addr: cli.sesco.clone(),
             },
             exit_tx,
         )

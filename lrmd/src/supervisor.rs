@@ -31,6 +31,9 @@ pub struct SupervisorConfig {
     pub log_dir: PathBuf,
     /// Directories searched for session programs, before the system's.
     pub app_path: Vec<PathBuf>,
+    /// How session processes on this node reach Sesco (their control ports): what Lrmd
+    /// itself uses, since Sesco may be reached by other addresses from other nodes.
+    pub sesco_addr: String,
 }
 
 /// What is recorded about a running process.
@@ -274,6 +277,7 @@ impl Supervisor {
             .env("LOGNAME", &launch.unix_account)
             .env("SESCO_SCRATCH", &scratch)
             .envs(&launch.env)
+            .env("SESCO_ADDR", &self.config.sesco_addr)
             .current_dir(&scratch)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

@@ -86,6 +86,12 @@ pub enum EventKind {
         process: u32,
         restarts: u32,
     },
+    /// The session's node was lost; it runs again on other nodes.
+    SessionRelocated {
+        from: Vec<String>,
+        to: Vec<String>,
+        attempt: u32,
+    },
     SessionEnded {
         state: SessionState,
         reason: String,
@@ -199,6 +205,12 @@ impl fmt::Display for EventKind {
             Self::CrashLoop { process, restarts } => write!(
                 f,
                 "process {process} is crash-looping: {restarts} restarts, giving up"
+            ),
+            Self::SessionRelocated { from, to, attempt } => write!(
+                f,
+                "relocated from {} to {} (restart {attempt})",
+                from.join(","),
+                to.join(",")
             ),
             Self::SessionEnded { state, reason } => write!(f, "session {state}: {reason}"),
             Self::NodeUp { cpus, memory_bytes } => write!(

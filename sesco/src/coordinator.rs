@@ -19,7 +19,7 @@ use sesco_proto::event::EventKind;
 use sesco_proto::message::{Credentials, Hello, Identity, Role};
 use sesco_proto::node::{Hardware, NodeState};
 use sesco_proto::peer::Peer;
-use sesco_proto::session::ProcessUsage;
+use sesco_proto::session::{ProcessState, ProcessUsage};
 use sesco_proto::world::{GroupDef, NodeDef, UserDef, World};
 use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 
@@ -219,11 +219,14 @@ impl Coordinator {
             .values()
             .flat_map(|s| s.processes.iter().map(|p| p.node.clone()))
             .collect();
+        // Nodes that run live sessions are expected back: if one does not register
+        // within the node timeout, it is lost like one that stopped heartbeating.
         for node in placed {
             state
                 .nodes
                 .entry(node.clone())
-                .or_insert_with(|| NodeEntry::new(NodeDef::undeclared(&node), false));
+                .or_insert_with(|| NodeEntry::new(NodeDef::undeclared(&node), false))
+                .last_heard = Some(Instant::now());
         }
         Ok(Arc::new(Self {
             config,
@@ -352,18 +355,16 @@ impl Coordinator {
                 },
             ) => {
                 let state = self.state();
-                let record = state
-                    .sessions
-                    .get(session)
-                    .ok_or_else(|| unauthenticated("no live session with that id and token"))?;
-                if !auth::secrets_match(&auth::secret_hash(token), &record.token_hash) {
-                    return Err(unauthenticated("no live session with that id and token"));
-                }
-                if *process as usize >= record.processes.len() {
-                    return Err(ErrorReply::new(
-                        ErrorCode::Invalid,
-                        format!("session {session} has no process {process}"),
-                    ));
+                let refused = || unauthenticated("no live session process with that id and token");
+                let record = state.sessions.get(session).ok_or_else(refused)?;
+                let member = record
+                    .processes
+                    .get(*process as usize)
+                    .ok_or_else(refused)?;
+                if member.token_hash.is_empty()
+                    || !auth::secrets_match(&auth::secret_hash(token), &member.token_hash)
+                {
+                    return Err(refused());
                 }
                 Ok((
                     Principal::App {
@@ -453,7 +454,7 @@ impl Coordinator {
                 s.processes
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| p.node == node && p.pid.is_some())
+                    .filter(|(_, p)| p.node == node && p.state != ProcessState::Exited)
                     .map(move |(i, _)| (s.id, i as u32))
             })
             .collect()

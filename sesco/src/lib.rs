@@ -14,4 +14,5 @@ pub mod qram_cmd;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod supervision;
 pub mod world_file;

@@ -57,11 +57,11 @@ fn resize(old: &Reservation, new: &Reservation) -> Resize {
 }
 
 /// A set-point change for one live session, as planned.
-struct Move {
+pub(crate) struct Move {
     id: SessionId,
     from: Vec<u32>,
     to: Vec<u32>,
-    grows_only: bool,
+    pub(crate) grows_only: bool,
 }
 
 impl Coordinator {
@@ -147,7 +147,6 @@ impl Coordinator {
                 })
             })
             .collect();
-        let token = auth::new_secret();
         let mut record = SessionRecord {
             id,
             user: user.to_string(),
@@ -170,11 +169,12 @@ impl Coordinator {
                     acked_sequence: 0,
                     usage: None,
                     achieved: Vec::new(),
+                    token_hash: String::new(),
+                    started_ms: None,
                 })
                 .collect(),
             variant: Arc::new(variant),
             state: SessionState::Starting,
-            token_hash: auth::secret_hash(&token),
             setpoint_sequence: 1,
             created_ms: now_ms(),
             ended_ms: None,
@@ -212,7 +212,8 @@ impl Coordinator {
         self.apply_lowers(lowers).await;
 
         // Steps 4–7: start the newcomer's processes.
-        if let Err(reason) = self.start_processes(id, &token).await {
+        let all: Vec<u32> = (0..record.processes.len() as u32).collect();
+        if let Err(reason) = self.launch_processes(id, &all).await {
             self.end_session(id, SessionState::Failed, &reason).await;
             self.release(&mut allocator, id).await;
             return Err(ErrorReply::new(
@@ -293,7 +294,7 @@ impl Coordinator {
     }
 
     /// Compares the decided set-points with the current ones.
-    fn plan_moves(&self, setpoints: &[(SessionId, Vec<u32>)]) -> Vec<Move> {
+    pub(crate) fn plan_moves(&self, setpoints: &[(SessionId, Vec<u32>)]) -> Vec<Move> {
         let state = self.state();
         setpoints
             .iter()
@@ -390,7 +391,7 @@ impl Coordinator {
     /// acknowledgement leads to a shrink, a set-point is advice (after a crash the stored
     /// one is sent again), and nothing is resized, started or answered before the write
     /// has completed.
-    async fn apply_lowers(self: &Arc<Self>, moves: Vec<Move>) {
+    pub(crate) async fn apply_lowers(self: &Arc<Self>, moves: Vec<Move>) {
         if moves.is_empty() {
             return;
         }
@@ -415,7 +416,7 @@ impl Coordinator {
     }
 
     /// Raising: persist, grow every reservation, then tell the applications.
-    async fn apply_raises(self: &Arc<Self>, moves: Vec<Move>) {
+    pub(crate) async fn apply_raises(self: &Arc<Self>, moves: Vec<Move>) {
         if moves.is_empty() {
             return;
         }
@@ -613,9 +614,14 @@ impl Coordinator {
             .await
     }
 
-    /// Steps 4–7: each process is started by its node in its reservation; pids are
-    /// persisted as they come.
-    async fn start_processes(self: &Arc<Self>, id: SessionId, token: &str) -> Result<(), String> {
+    /// Steps 4–7: each process in `which` is started by its node in its reservation, with
+    /// a fresh token of its own; pids are persisted as they come. Errors name the first
+    /// process that could not start.
+    pub(crate) async fn launch_processes(
+        self: &Arc<Self>,
+        id: SessionId,
+        which: &[u32],
+    ) -> Result<(), String> {
         let record = self
             .state()
             .sessions
@@ -627,11 +633,22 @@ impl Coordinator {
             .user(&record.user)
             .map(|u| u.unix_account.clone())
             .ok_or("the session's user no longer exists")?;
-        let launches = record.processes.iter().enumerate().map(|(i, p)| {
-            let def = &record.variant.processes[i];
+        let mut tokens = BTreeMap::new();
+        for &i in which {
+            tokens.insert(i, auth::new_secret());
+        }
+        // The tokens' hashes are stored before any process can present them.
+        self.update_session(id, |record| {
+            for (&i, token) in &tokens {
+                record.processes[i as usize].token_hash = auth::secret_hash(token);
+            }
+        });
+        let launches = which.iter().map(|&i| {
+            let p = &record.processes[i as usize];
+            let def = &record.variant.processes[i as usize];
             let mut env: BTreeMap<String, String> = def.env.clone();
             env.insert("SESCO_SESSION_ID".into(), id.to_string());
-            env.insert("SESCO_SESSION_TOKEN".into(), token.to_string());
+            env.insert("SESCO_SESSION_TOKEN".into(), tokens[&i].clone());
             env.insert("SESCO_ADDR".into(), self.config.advertise.clone());
             env.insert("SESCO_PROCESS".into(), i.to_string());
             env.insert("SESCO_APPLICATION".into(), record.application.clone());
@@ -639,7 +656,7 @@ impl Coordinator {
             env.insert("SESCO_SETPOINT".into(), record.setpoint_view().to_string());
             let launch = ProcessLaunch {
                 session: id,
-                process: i as u32,
+                process: i,
                 process_name: def.name.clone(),
                 unix_account: unix_account.clone(),
                 argv: def.command.clone(),
@@ -652,7 +669,7 @@ impl Coordinator {
                 let answer = self
                     .node_request(&node, Request::StartProcess(launch))
                     .await;
-                (i as u32, node, answer)
+                (i, node, answer)
             }
         });
         let mut failure = None;
@@ -664,6 +681,8 @@ impl Coordinator {
                         p.pid = Some(started.pid);
                         p.cgroups = started.cgroups.clone();
                         p.state = ProcessState::Running;
+                        p.exit = None;
+                        p.started_ms = Some(now_ms());
                     });
                     self.emit(
                         Some(id),
@@ -696,7 +715,14 @@ impl Coordinator {
             return Err(reason);
         }
         self.update_session(id, |record| {
-            if record.state == SessionState::Starting {
+            if matches!(
+                record.state,
+                SessionState::Starting | SessionState::Restarting
+            ) && record
+                .processes
+                .iter()
+                .all(|p| p.state == ProcessState::Running)
+            {
                 record.state = SessionState::Running;
             }
         });
@@ -805,6 +831,12 @@ impl Coordinator {
             tracing::debug!(session = %exit.session, pid = exit.pid, "exit of a process no live session owns");
             return false;
         }
+        self.record_exit(node, &exit);
+        self.supervise_exit(node, &exit).await
+    }
+
+    /// Records that a process ended.
+    pub(crate) fn record_exit(&self, node: &str, exit: &ProcessExit) {
         self.update_session(exit.session, |record| {
             let p = &mut record.processes[exit.process as usize];
             p.state = ProcessState::Exited;
@@ -820,39 +852,6 @@ impl Coordinator {
                 oom_killed: exit.oom_killed,
             },
         );
-        let Some(record) = self.state().sessions.get(&exit.session).cloned() else {
-            return false;
-        };
-        let all_done = record
-            .processes
-            .iter()
-            .all(|p| p.state == ProcessState::Exited);
-        if !exit.status.success() {
-            let reason = format!(
-                "process {} ({}) failed: {}{}",
-                exit.process,
-                record.variant.processes[exit.process as usize].name,
-                exit.status,
-                if exit.oom_killed {
-                    ", out of memory"
-                } else {
-                    ""
-                }
-            );
-            self.end_session(exit.session, SessionState::Failed, &reason)
-                .await;
-            true
-        } else if all_done {
-            self.end_session(
-                exit.session,
-                SessionState::Finished,
-                "every process exited successfully",
-            )
-            .await;
-            true
-        } else {
-            false
-        }
     }
 
     /// A session as clients see it.

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use sesco_proto::ErrorReply;
 use sesco_proto::event::EventKind;
-use sesco_proto::node::{NodeAccepted, NodeHeartbeat, NodeRegistration, NodeState};
+use sesco_proto::node::{NodeAccepted, NodeHeartbeat, NodeRegistration, NodeState, ProcessExit};
 use sesco_proto::peer::Peer;
-use sesco_proto::session::{ProcessState, SessionState};
+use sesco_proto::session::{ExitStatus, ProcessState};
 use sesco_proto::world::NodeDef;
 
 use crate::coordinator::{Coordinator, NodeEntry, now_ms};
@@ -85,13 +85,28 @@ impl Coordinator {
                 EventKind::NodeReconciled { adopted, stopped },
             );
         }
-        for (session, process) in &vanished {
-            self.end_session(
-                *session,
-                SessionState::Failed,
-                &format!("process {process} vanished from node {name} while it was out of touch"),
-            )
-            .await;
+        // Processes that ended while the node was out of touch, their status unknown, go
+        // through their restart policy like any other exit.
+        for &(session, process) in &vanished {
+            let pid = self
+                .state()
+                .sessions
+                .get(&session)
+                .and_then(|s| s.processes[process as usize].pid)
+                .unwrap_or(0);
+            let exit = ProcessExit {
+                session,
+                process,
+                pid,
+                status: ExitStatus {
+                    code: None,
+                    signal: None,
+                },
+                oom_killed: false,
+            };
+            tracing::warn!(%session, process, node = name, "process vanished while its node was out of touch");
+            self.record_exit(name, &exit);
+            self.supervise_exit(name, &exit).await;
         }
         let accepted = NodeAccepted {
             expected: self.expected_on(name),
@@ -138,7 +153,11 @@ impl Coordinator {
                 state
                     .nodes
                     .iter()
-                    .filter(|(_, e)| e.state == NodeState::Up)
+                    // Up, or known to run sessions but not heard from since Sesco started.
+                    .filter(|(_, e)| {
+                        e.state == NodeState::Up
+                            || (e.state == NodeState::Unknown && e.last_heard.is_some())
+                    })
                     .filter_map(|(name, e)| {
                         let silent = e.last_heard?.elapsed();
                         (silent > self.config.node_timeout)
@@ -160,7 +179,7 @@ impl Coordinator {
             let Some(entry) = state.nodes.get_mut(name) else {
                 return;
             };
-            if entry.state != NodeState::Up
+            if entry.state == NodeState::Lost
                 || entry
                     .last_heard
                     .is_some_and(|t| t.elapsed() <= self.config.node_timeout)
@@ -173,17 +192,6 @@ impl Coordinator {
             }
         }
         self.emit(None, Some(name), EventKind::NodeLost { silent_ms });
-        let affected: Vec<_> = self
-            .state()
-            .sessions
-            .values()
-            .filter(|s| s.processes.iter().any(|p| p.node == name))
-            .map(|s| s.id)
-            .collect();
-        for id in affected {
-            self.end_session(id, SessionState::Failed, &format!("node {name} was lost"))
-                .await;
-        }
-        self.rebalance(&mut allocator).await;
+        self.sessions_lost_with(&mut allocator, name).await;
     }
 }

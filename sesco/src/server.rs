@@ -27,6 +27,7 @@ const EVENTS_LIMIT: u32 = 1000;
 pub async fn serve(coordinator: Arc<Coordinator>, listener: TcpListener) -> std::io::Result<()> {
     tokio::spawn(coordinator.clone().watch_nodes());
     tokio::spawn(coordinator.clone().write_events());
+    coordinator.resume_restarts();
     loop {
         let (stream, addr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

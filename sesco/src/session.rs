@@ -30,6 +30,11 @@ pub struct ProcessRecord {
     /// The QoS the application last reported achieving.
     #[serde(default)]
     pub achieved: Vec<(String, f64)>,
+    /// SHA-256 (hex) of the token this process was started with: it proves membership
+    /// of its session when it registers its control port.
+    pub token_hash: String,
+    /// When its current incarnation started (unix ms).
+    pub started_ms: Option<u64>,
 }
 
 /// A session, as persisted.
@@ -50,8 +55,6 @@ pub struct SessionRecord {
     pub setpoint: Vec<u32>,
     pub processes: Vec<ProcessRecord>,
     pub state: SessionState,
-    /// SHA-256 of the session token, hex.
-    pub token_hash: String,
     /// Increases with every set-point change.
     pub setpoint_sequence: u64,
     pub created_ms: u64,
