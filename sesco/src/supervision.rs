@@ -151,8 +151,11 @@ impl Coordinator {
             .values()
             .flat_map(|s| {
                 let base = s.variant.restart.backoff_ms;
-                s.processes.iter().enumerate().filter_map(move |(i, p)| {
-                    (p.state == ProcessState::Exited).then(|| {
+                s.processes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.state == ProcessState::Exited)
+                    .map(move |(i, p)| {
                         (
                             s.id,
                             i as u32,
@@ -160,7 +163,6 @@ impl Coordinator {
                             backoff_ms(base, p.restarts.max(1)),
                         )
                     })
-                })
             })
             .collect();
         for (session, index, pid, delay_ms) in waiting {
