@@ -39,6 +39,9 @@ pub const ENV_PROCESS: &str = "SESCO_PROCESS";
 
 const CONNECT_TIME: Duration = Duration::from_secs(10);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// How long registration keeps trying while Sesco cannot be reached (it may be
+/// restarting); a refusal ends it at once.
+const REGISTER_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Why the control port could not be registered.
 #[derive(Debug, thiserror::Error)]
@@ -143,14 +146,30 @@ impl ControlPort {
         Self::register_with(ControlConfig::from_env()?)
     }
 
-    /// Registers with explicit settings. Fails if Sesco cannot be reached or refuses the
-    /// token; afterwards, lost connections are re-established in the background.
+    /// Registers with explicit settings. Keeps trying for a minute while Sesco cannot be
+    /// reached (it may be restarting); fails at once if Sesco refuses the token.
+    /// Afterwards, lost connections are re-established in the background.
     pub fn register_with(config: ControlConfig) -> Result<Self, ControlError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ControlError::Thread)?;
-        let first = runtime.block_on(connect(&config))?;
+        let first = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + REGISTER_PATIENCE;
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match connect(&config).await {
+                    Err(e @ (ControlError::Connect { .. } | ControlError::Handshake(_)))
+                        if tokio::time::Instant::now() + delay < deadline =>
+                    {
+                        tracing::debug!(error = %e, "Sesco not reachable yet; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(RECONNECT_MAX);
+                    }
+                    other => break other,
+                }
+            }
+        })?;
         let (change_tx, change_rx) = std::sync::mpsc::channel();
         let (command_tx, command_rx) = mpsc::unbounded_channel();
         let connected = Arc::new(AtomicBool::new(true));

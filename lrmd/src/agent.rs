@@ -97,7 +97,42 @@ async fn serve(
     exits: &mut mpsc::UnboundedReceiver<ProcessExit>,
     undelivered: &Undelivered,
     peer: Peer,
+    incoming: mpsc::Receiver<Incoming>,
+) -> anyhow::Result<()> {
+    // Sesco may ask things while it takes in the registration (e.g. to stop a session
+    // whose process ended meanwhile): its requests are served from the start.
+    let requests = tokio::spawn(serve_requests(supervisor.clone(), peer.clone(), incoming));
+    let result = register_and_run(config, hardware, supervisor, exits, undelivered, &peer).await;
+    requests.abort();
+    peer.close(None).await;
+    result
+}
+
+/// Answers Sesco's requests, each on its own task, until the connection closes.
+async fn serve_requests(
+    supervisor: Arc<Supervisor>,
+    peer: Peer,
     mut incoming: mpsc::Receiver<Incoming>,
+) {
+    while let Some(message) = incoming.recv().await {
+        if let Incoming::Request { id, body } = message {
+            let (supervisor, peer) = (supervisor.clone(), peer.clone());
+            tokio::spawn(async move {
+                let result = handle(&supervisor, body).await;
+                peer.reply(id, result).await;
+            });
+        }
+    }
+    peer.close(None).await;
+}
+
+async fn register_and_run(
+    config: &AgentConfig,
+    hardware: &Hardware,
+    supervisor: &Arc<Supervisor>,
+    exits: &mut mpsc::UnboundedReceiver<ProcessExit>,
+    undelivered: &Undelivered,
+    peer: &Peer,
 ) -> anyhow::Result<()> {
     while let Ok(exit) = exits.try_recv() {
         undelivered
@@ -131,17 +166,6 @@ async fn serve(
     let mut meter = CpuMeter::default();
     let result = loop {
         tokio::select! {
-            message = incoming.recv() => match message {
-                None => break Ok(()),
-                Some(Incoming::Request { id, body }) => {
-                    let (supervisor, peer) = (supervisor.clone(), peer.clone());
-                    tokio::spawn(async move {
-                        let result = handle(&supervisor, body).await;
-                        peer.reply(id, result).await;
-                    });
-                }
-                Some(Incoming::Event(_)) => {}
-            },
             _ = tick.tick() => {
                 let heartbeat = NodeHeartbeat {
                     cpu_busy: meter.sample(),
@@ -169,7 +193,6 @@ async fn serve(
         }
     };
     reporter.abort();
-    peer.close(None).await;
     result
 }
 

@@ -618,7 +618,9 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stops whatever Sesco does not expect this node to run.
+    /// Stops whatever Sesco does not expect this node to run, and removes the scratch
+    /// directories of sessions that no longer run here (e.g. a process that ended while
+    /// Sesco was away, of a session Sesco no longer knows).
     pub async fn keep_only(self: &Arc<Self>, expected: &[(SessionId, u32)]) -> u32 {
         let strays: Vec<SessionId> = {
             let table = self.table();
@@ -635,6 +637,32 @@ impl Supervisor {
         for session in strays {
             tracing::warn!(%session, "stopping a session Sesco does not expect here");
             stopped += self.stop(session).await.len() as u32;
+        }
+        let keep: Vec<SessionId> = {
+            let table = self.table();
+            expected
+                .iter()
+                .map(|e| e.0)
+                .chain(table.keys().map(|k| k.0))
+                .collect()
+        };
+        if let Ok(entries) = std::fs::read_dir(&self.config.scratch_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let session = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("session-"))
+                    .and_then(|id| id.parse().ok())
+                    .map(SessionId);
+                if let Some(session) = session
+                    && !keep.contains(&session)
+                {
+                    tracing::info!(%session, "removing the scratch directory of a session that no longer runs here");
+                    if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                        tracing::error!(error = %e, dir = %entry.path().display(), "cannot remove a scratch directory");
+                    }
+                }
+            }
         }
         stopped
     }
