@@ -132,6 +132,9 @@ pub struct ClusterOptions {
     pub node_timeout: &'static str,
     pub ack_timeout: &'static str,
     pub world: PathBuf,
+    /// Runs each Lrmd in a network namespace of its own, joined to the host by a veth
+    /// pair: separate "hosts" whose links can be cut.
+    pub namespaces: bool,
 }
 
 impl Default for ClusterOptions {
@@ -141,6 +144,7 @@ impl Default for ClusterOptions {
             node_timeout: "5s",
             ack_timeout: "2s",
             world: workspace().join("scripts/demo-world.toml"),
+            namespaces: false,
         }
     }
 }
@@ -151,6 +155,112 @@ pub struct Node {
     pub child: Option<Child>,
     pub state_dir: PathBuf,
     pub cgroup_base: String,
+    /// Its network namespace, when the cluster uses them.
+    pub netns: Option<NetNs>,
+}
+
+/// A network namespace joined to the host by a veth pair: `host_ip` on the host's end,
+/// `ns_ip` inside.
+pub struct NetNs {
+    pub name: String,
+    pub host_veth: String,
+    pub ns_veth: String,
+    pub host_ip: String,
+    pub ns_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        text(&out)
+    );
+}
+
+impl NetNs {
+    /// Creates namespace number `index` of a cluster identified by `port`.
+    fn create(port: u16, index: usize) -> Self {
+        // A /30 per namespace, unique per cluster and node: 10.X.Y.Z.
+        let block = ((port as u32) * 8 + index as u32) % (1 << 20);
+        let base = (10u32 << 24) | (block << 2);
+        let dotted = |a: u32| {
+            format!(
+                "{}.{}.{}.{}",
+                a >> 24,
+                (a >> 16) & 255,
+                (a >> 8) & 255,
+                a & 255
+            )
+        };
+        let ns = Self {
+            name: format!("sesco-e2e-{port}-{index}"),
+            host_veth: format!("sv{port}x{index}h"),
+            ns_veth: format!("sv{port}x{index}n"),
+            host_ip: dotted(base + 1),
+            ns_ip: dotted(base + 2),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns.ns_veth,
+        ]);
+        ip(&["link", "set", &ns.ns_veth, "netns", &ns.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_veth,
+        ]);
+        ip(&["link", "set", &ns.host_veth, "up"]);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", ns.ns_ip),
+            "dev",
+            &ns.ns_veth,
+        ]);
+        ns.restore();
+        ns
+    }
+
+    fn exec(&self, args: &[&str]) {
+        let mut all = vec!["netns", "exec", &self.name];
+        all.extend_from_slice(args);
+        ip(&all);
+    }
+
+    /// Cuts the namespace's link: nothing gets in or out.
+    pub fn cut(&self) {
+        self.exec(&["ip", "link", "set", &self.ns_veth, "down"]);
+    }
+
+    /// Restores the link (and the route the cut removed).
+    pub fn restore(&self) {
+        self.exec(&["ip", "link", "set", &self.ns_veth, "up"]);
+        self.exec(&["ip", "route", "replace", "default", "via", &self.host_ip]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+        let _ = Command::new("ip")
+            .args(["link", "delete", &self.host_veth])
+            .output();
+    }
 }
 
 /// Sesco, its Lrmds and a temporary directory, stopped and cleaned when dropped.
@@ -202,8 +312,15 @@ impl Cluster {
                 .trim_start_matches("sesco-e2e-")
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "")
         );
+        let port = free_port();
         let mut cluster = Self {
-            addr: format!("127.0.0.1:{}", free_port()),
+            // With namespaces, Sesco listens on every address: each node reaches it by the
+            // host's end of its own veth.
+            addr: if options.namespaces {
+                format!("0.0.0.0:{port}")
+            } else {
+                format!("127.0.0.1:{port}")
+            },
             dir,
             sesco: None,
             nodes: Vec::new(),
@@ -255,10 +372,15 @@ impl Cluster {
             .spawn()
             .expect("sesco starts");
         self.sesco = Some(child);
-        let addr = self.addr.clone();
+        let addr = self.client_addr();
         wait_for("sesco to listen", Duration::from_secs(20), || {
             std::net::TcpStream::connect(&addr).ok()
         });
+    }
+
+    /// Where clients on the host reach Sesco.
+    pub fn client_addr(&self) -> String {
+        self.addr.replace("0.0.0.0", "127.0.0.1")
     }
 
     /// Starts (or restarts) the Lrmd of node `name`.
@@ -270,8 +392,40 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("lrmd-{name}.log")))
             .expect("log");
-        let child = Command::new(binary("lrmd"))
-            .args(["--sesco", &self.addr, "--node", name])
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or(self.nodes.len());
+        if self.options.namespaces && self.nodes.get(index).is_none_or(|n| n.netns.is_none()) {
+            let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
+            let netns = NetNs::create(port, index);
+            match self.nodes.get_mut(index) {
+                Some(node) => node.netns = Some(netns),
+                None => self.nodes.push(Node {
+                    name: name.to_string(),
+                    child: None,
+                    state_dir: state_dir.clone(),
+                    cgroup_base: cgroup_base.clone(),
+                    netns: Some(netns),
+                }),
+            }
+        }
+        let (mut command, sesco) = match self.nodes.get(index).and_then(|n| n.netns.as_ref()) {
+            Some(ns) => {
+                // nsenter joins the network namespace only; `ip netns exec` would also
+                // remount /sys and hide the cgroup hierarchies.
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{}", ns.name))
+                    .arg("--")
+                    .arg(binary("lrmd"));
+                let port = self.addr.rsplit(':').next().unwrap();
+                (c, format!("{}:{port}", ns.host_ip))
+            }
+            None => (Command::new(binary("lrmd")), self.addr.clone()),
+        };
+        let child = command
+            .args(["--sesco", &sesco, "--node", name])
             .arg("--cluster-key-file")
             .arg(self.data_dir().join("cluster.key"))
             .arg("--state-dir")
@@ -291,6 +445,7 @@ impl Cluster {
                 child: Some(child),
                 state_dir,
                 cgroup_base,
+                netns: None,
             }),
         }
     }
@@ -341,7 +496,7 @@ impl Cluster {
 
     fn arq_with_file(&self, user: &str, password_file: &Path, args: &[&str]) -> Output {
         Command::new(binary("arq"))
-            .env("SESCO_ADDR", &self.addr)
+            .env("SESCO_ADDR", self.client_addr())
             .env("SESCO_USER", user)
             .env("SESCO_PASSWORD_FILE", password_file)
             .env_remove("SESCO_TOKEN")
