@@ -125,6 +125,15 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
+/// What tests compare before and after an input that must change nothing: every session,
+/// the world, and the number of events.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub sessions: Value,
+    pub world: String,
+    pub events: usize,
+}
+
 /// How to start a cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -132,6 +141,8 @@ pub struct ClusterOptions {
     pub node_timeout: &'static str,
     pub ack_timeout: &'static str,
     pub world: PathBuf,
+    /// Lifetime of sign-in tokens.
+    pub token_ttl: &'static str,
     /// Runs each Lrmd in a network namespace of its own, joined to the host by a veth
     /// pair: separate "hosts" whose links can be cut.
     pub namespaces: bool,
@@ -144,6 +155,7 @@ impl Default for ClusterOptions {
             node_timeout: "5s",
             ack_timeout: "2s",
             world: workspace().join("scripts/demo-world.toml"),
+            token_ttl: "12h",
             namespaces: false,
         }
     }
@@ -363,6 +375,7 @@ impl Cluster {
             .args(["--node-timeout", self.options.node_timeout])
             .args(["--ack-timeout", self.options.ack_timeout])
             .args(["--heartbeat", "250ms"])
+            .args(["--token-ttl", self.options.token_ttl])
             .env(
                 "RUST_LOG",
                 std::env::var("SESCO_E2E_LOG").unwrap_or_else(|_| "info".into()),
@@ -551,6 +564,25 @@ impl Cluster {
                 .join(format!("session-{session}.{process_name}.log")),
         )
         .unwrap_or_default()
+    }
+
+    /// Everything an input that must change nothing could change.
+    pub fn snapshot(&self) -> Snapshot {
+        let world = self.arq_as_admin(&["admin", "export"]);
+        assert!(world.status.success(), "{}", text(&world));
+        let mut sessions = self.arq_json_as_admin(&["ls", "--all"]);
+        // Measured usage and achieved QoS move on by themselves; everything else must not.
+        for session in sessions.as_array_mut().into_iter().flatten() {
+            for process in session["processes"].as_array_mut().into_iter().flatten() {
+                process["usage"] = Value::Null;
+                process["achieved"] = Value::Null;
+            }
+        }
+        Snapshot {
+            sessions,
+            world: String::from_utf8(world.stdout).expect("UTF-8"),
+            events: self.events().len(),
+        }
     }
 
     /// Recorded events, oldest first.

@@ -6,42 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::Value;
 use sesco_e2e::{ALICE, Cluster, alive, text};
 use sesco_proto::codec;
 use sesco_proto::message::{Credentials, Hello, Message, Request, Role};
 use sesco_proto::node::ProcessLaunch;
 use sesco_proto::session::{CpuReservation, Reservation};
 use sesco_proto::{ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, SessionId};
-
-/// What a test compares before and after the bad input.
-#[derive(Debug, PartialEq)]
-struct Snapshot {
-    sessions: Value,
-    world: String,
-    events: usize,
-}
-
-fn snapshot(cluster: &Cluster) -> Snapshot {
-    let world = cluster.arq_as_admin(&["admin", "export"]);
-    assert!(world.status.success(), "{}", text(&world));
-    let mut sessions = cluster.arq_json_as_admin(&["ls", "--all"]);
-    // Measured usage and achieved QoS move on by themselves; everything else must not.
-    for session in sessions.as_array_mut().into_iter().flatten() {
-        for process in session["processes"].as_array_mut().into_iter().flatten() {
-            process["usage"] = Value::Null;
-            process["achieved"] = Value::Null;
-        }
-    }
-    Snapshot {
-        sessions,
-        world: String::from_utf8(world.stdout).unwrap(),
-        events: cluster
-            .arq_json_as_admin(&["events", "--since", "0", "--limit", "1000"])
-            .as_array()
-            .map_or(0, |e| e.len()),
-    }
-}
 
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
@@ -125,7 +95,7 @@ fn bad_frames_get_an_error_frame_and_a_closed_connection_and_change_nothing() {
     let cluster = Cluster::start();
     let session = cluster.request(ALICE, &["encoder"]);
     let pid = session["processes"][0]["pid"].as_u64().unwrap() as u32;
-    let before = snapshot(&cluster);
+    let before = cluster.snapshot();
 
     // A length over the limit: refused before the payload is read.
     expect_refused(
@@ -236,7 +206,7 @@ fn bad_frames_get_an_error_frame_and_a_closed_connection_and_change_nothing() {
     );
 
     // Nothing changed, and the running session was not disturbed.
-    assert_eq!(snapshot(&cluster), before);
+    assert_eq!(cluster.snapshot(), before);
     assert!(alive(pid));
 }
 
@@ -265,7 +235,7 @@ const ADMIN: &str = "[[users]]\nname = \"admin\"\nunix_account = \"sesco-admin\"
 #[test]
 fn malformed_world_files_are_refused_with_file_line_and_reason_and_change_nothing() {
     let cluster = Cluster::start();
-    let before = snapshot(&cluster);
+    let before = cluster.snapshot();
     expect_world_refused(
         &cluster,
         "syntax.toml",
@@ -325,13 +295,13 @@ fn malformed_world_files_are_refused_with_file_line_and_reason_and_change_nothin
     let out = cluster.arq_as_admin(&["admin", "apply", "-f", "/nonexistent/world.toml"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/world.toml"));
-    assert_eq!(snapshot(&cluster), before);
+    assert_eq!(cluster.snapshot(), before);
 }
 
 #[test]
 fn bad_session_requests_are_refused_clearly_and_create_nothing() {
     let cluster = Cluster::start();
-    let before = snapshot(&cluster);
+    let before = cluster.snapshot();
     for (args, expected) in [
         (
             vec!["request", "nosuchapp"],
@@ -367,5 +337,5 @@ fn bad_session_requests_are_refused_clearly_and_create_nothing() {
     let out = cluster.arq(ALICE, &["request", "encoder", "--bogus-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus-flag"));
-    assert_eq!(snapshot(&cluster), before);
+    assert_eq!(cluster.snapshot(), before);
 }

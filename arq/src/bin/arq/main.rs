@@ -129,7 +129,10 @@ enum AdminCommand {
     },
     /// Set a user's password (read from --new-password-file, or stdin).
     Passwd {
-        user: String,
+        /// Whose password.
+        #[arg(value_name = "USER")]
+        account: String,
+        /// File holding the new password (first line).
         #[arg(long)]
         new_password_file: Option<PathBuf>,
     },
@@ -316,7 +319,7 @@ async fn admin(client: &Client, out: &Output, command: AdminCommand) -> anyhow::
             }
         }
         AdminCommand::Passwd {
-            user,
+            account: user,
             new_password_file,
         } => {
             let password = match new_password_file {
