@@ -7,7 +7,8 @@ mount -t devtmpfs devtmpfs /dev
 exec >/dev/console 2>&1
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# /tmp stays the initramfs's own (already writable): a tmpfs there would hide the
+# binaries copied in at their host paths, which may lie under /tmp.
 export PATH=/bin:/sbin:/usr/bin
 RK=@RK_BIN@
 TESTS=@RK_TEST_BIN@
