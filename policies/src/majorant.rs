@@ -72,67 +72,196 @@ pub fn product_cost(space: &ProductSpace, levels: &[usize], prices: &[f64]) -> f
 /// the visited set-points (level per dimension), cheapest first.
 ///
 /// The walk starts, in each dimension, at the level that costs least
-/// (ties: more utility), then repeatedly takes the single-dimension change that
-/// raises utility with the best ratio of utility gained to compound resource
-/// added (a change that adds none is taken first). It stops when no dimension
-/// can raise its utility.
+/// (ties: more utility), then climbs as [`product_path_from`] does.
 pub fn product_path(space: &ProductSpace, prices: &[f64]) -> Vec<Vec<usize>> {
+    let start = cheapest_levels(space, prices);
+    collect(space, |out| walk(space, prices, &start, Walk::Up, out))
+}
+
+/// The majorant walk up from the set-point `start`: repeatedly takes the
+/// single-dimension change that raises utility with the best ratio of utility
+/// gained to compound resource added (a change that adds none is taken
+/// first), until no dimension can raise its utility. Returns the visited
+/// set-points, `start` first.
+pub fn product_path_from(space: &ProductSpace, prices: &[f64], start: &[usize]) -> Vec<Vec<usize>> {
+    collect(space, |out| walk(space, prices, start, Walk::Up, out))
+}
+
+/// The walk down from the set-point `start`: repeatedly takes the
+/// single-dimension change that saves compound resource at the least loss of
+/// utility per unit saved (a change that loses none is taken first), until no
+/// change saves any. Returns the visited set-points, `start` first: the ways a
+/// session running at `start` can degrade one step at a time.
+pub fn product_descent(space: &ProductSpace, prices: &[f64], start: &[usize]) -> Vec<Vec<usize>> {
+    collect(space, |out| walk(space, prices, start, Walk::Down, out))
+}
+
+/// In each dimension, the level that costs least under `prices` (ties: more utility).
+pub(crate) fn cheapest_levels(space: &ProductSpace, prices: &[f64]) -> Vec<usize> {
+    space
+        .dimensions
+        .iter()
+        .map(|dim| {
+            let mut best = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+            for (l, level) in dim.levels.iter().enumerate() {
+                let cost: f64 = space
+                    .resources
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &r)| {
+                        prices[r] * space.base[k] * level.scale.get(k).copied().unwrap_or(1.0)
+                    })
+                    .sum();
+                if cost < best.0 || (cost == best.0 && level.utility > best.1) {
+                    best = (cost, level.utility, l);
+                }
+            }
+            best.2
+        })
+        .collect()
+}
+
+/// The points a walk appends to a flat buffer, one vector each.
+fn collect(space: &ProductSpace, fill: impl FnOnce(&mut Vec<usize>)) -> Vec<Vec<usize>> {
+    let mut flat = Vec::new();
+    fill(&mut flat);
     let dims = space.dimensions.len();
-    let mut levels = vec![0usize; dims];
-    for (d, dim) in space.dimensions.iter().enumerate() {
-        let mut best = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
-        for (l, level) in dim.levels.iter().enumerate() {
-            let cost: f64 = space
-                .resources
-                .iter()
-                .enumerate()
-                .map(|(k, &r)| {
-                    prices[r] * space.base[k] * level.scale.get(k).copied().unwrap_or(1.0)
-                })
-                .sum();
-            if cost < best.0 || (cost == best.0 && level.utility > best.1) {
-                best = (cost, level.utility, l);
+    if dims == 0 {
+        // the space's one set-point
+        return vec![Vec::new()];
+    }
+    flat.chunks_exact(dims).map(<[usize]>::to_vec).collect()
+}
+
+/// Which way a [`walk`] goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Walk {
+    /// Up the majorant: best utility gained per compound resource added.
+    Up,
+    /// Down: least utility lost per compound resource saved.
+    Down,
+}
+
+/// Walks from `start` one dimension at a time and appends the visited
+/// set-points to `out` (the levels of each, one after the other), `start`
+/// first. Up, every change that raises utility is a step, scored by utility
+/// gained per compound resource added (a change that adds none first); down,
+/// every change that saves compound resource is a step, scored by the least
+/// utility lost per unit saved (a change that loses none first). The best
+/// step is taken (ties: the larger gain, or saving) until there is none.
+///
+/// The compound resource a change adds is `Σ_k price·base·(Π of the other
+/// dimensions' scales)·(new scale − current scale)`: with the products of the
+/// other dimensions' scales kept per step (prefix and suffix products), each
+/// change costs one pass over the space's resources, and a change between
+/// levels of equal scales adds exactly zero.
+pub(crate) fn walk(
+    space: &ProductSpace,
+    prices: &[f64],
+    start: &[usize],
+    direction: Walk,
+    out: &mut Vec<usize>,
+) {
+    let dims = space.dimensions.len();
+    let width = space.resources.len();
+    // every level's scales, dense: dimension d's level l at (offset[d] + l)·width
+    let mut offset = Vec::with_capacity(dims);
+    let mut table = Vec::new();
+    for dim in &space.dimensions {
+        offset.push(table.len() / width.max(1));
+        for level in &dim.levels {
+            table.extend((0..width).map(|k| level.scale.get(k).copied().unwrap_or(1.0)));
+        }
+    }
+    let row = |d: usize, l: usize| &table[(offset[d] + l) * width..(offset[d] + l + 1) * width];
+    let weight: Vec<f64> = space
+        .resources
+        .iter()
+        .zip(&space.base)
+        .map(|(&r, &b)| prices[r] * b)
+        .collect();
+    // prefix[d·width + k] = Π_{d' < d} scale, suffix[d·width + k] = Π_{d' ≥ d} scale
+    let mut prefix = vec![1.0; (dims + 1) * width];
+    let mut suffix = vec![1.0; (dims + 1) * width];
+    let mut others = vec![0.0; width];
+    let mut levels = start.to_vec();
+    out.extend_from_slice(&levels);
+    // a walk never comes back to a set-point (utility, or compound resource,
+    // moves one way); the bound only guards against rounding
+    let most: usize = space.dimensions.iter().map(|d| d.levels.len()).sum();
+    for _ in 0..most * most {
+        for d in 0..dims {
+            let at = row(d, levels[d]);
+            for k in 0..width {
+                prefix[(d + 1) * width + k] = prefix[d * width + k] * at[k];
             }
         }
-        levels[d] = best.2;
-    }
-    let mut path = vec![levels.clone()];
-    let mut cost = product_cost(space, &levels, prices);
-    let mut trial = levels.clone();
-    loop {
-        // (slope, utility gain, dimension, level)
+        for d in (0..dims).rev() {
+            let at = row(d, levels[d]);
+            for k in 0..width {
+                suffix[d * width + k] = suffix[(d + 1) * width + k] * at[k];
+            }
+        }
+        let cost: f64 = (0..width).map(|k| weight[k] * suffix[k]).sum();
+        // (score, tie-break, dimension, level)
         let mut best: Option<(f64, f64, usize, usize)> = None;
         for (d, dim) in space.dimensions.iter().enumerate() {
+            for k in 0..width {
+                others[k] = weight[k] * prefix[d * width + k] * suffix[(d + 1) * width + k];
+            }
             let here = dim.levels[levels[d]].utility;
+            let current = row(d, levels[d]);
             for (l, level) in dim.levels.iter().enumerate() {
-                let gain = level.utility - here;
-                if gain <= 0.0 {
+                if l == levels[d] {
                     continue;
                 }
-                trial[d] = l;
-                let extra = product_cost(space, &trial, prices) - cost;
-                trial[d] = levels[d];
-                let slope = if extra <= 0.0 {
-                    f64::INFINITY
-                } else {
-                    gain / extra
+                let gain = level.utility - here;
+                let key = match direction {
+                    Walk::Up => {
+                        if gain <= 0.0 {
+                            continue;
+                        }
+                        let extra = added(row(d, l), current, &others);
+                        let slope = if extra <= 0.0 {
+                            f64::INFINITY
+                        } else {
+                            gain / extra
+                        };
+                        (slope, gain)
+                    }
+                    Walk::Down => {
+                        let saved = -added(row(d, l), current, &others);
+                        if saved <= 1e-12 * cost.abs() {
+                            continue;
+                        }
+                        let ratio = if gain >= 0.0 {
+                            f64::NEG_INFINITY
+                        } else {
+                            -gain / saved
+                        };
+                        (-ratio, saved)
+                    }
                 };
-                let better = match best {
-                    None => true,
-                    Some((s, g, _, _)) => slope > s || (slope == s && gain > g),
-                };
-                if better {
-                    best = Some((slope, gain, d, l));
+                if best.is_none_or(|b| key.0 > b.0 || (key.0 == b.0 && key.1 > b.1)) {
+                    best = Some((key.0, key.1, d, l));
                 }
             }
         }
         let Some((_, _, d, l)) = best else { break };
         levels[d] = l;
-        trial[d] = l;
-        cost = product_cost(space, &levels, prices);
-        path.push(levels.clone());
+        out.extend_from_slice(&levels);
     }
-    path
+}
+
+/// `Σ_k others[k]·(to[k] − from[k])`: the compound resource a change of one
+/// dimension's scales from `from` to `to` adds.
+#[inline]
+fn added(to: &[f64], from: &[f64], others: &[f64]) -> f64 {
+    to.iter()
+        .zip(from)
+        .zip(others)
+        .map(|((&a, &b), &o)| o * (a - b))
+        .sum()
 }
 
 /// For each resource of the space, the least demand any set-point of the space
@@ -219,5 +348,37 @@ mod tests {
         assert!(costs.windows(2).all(|w| w[1] >= w[0]));
         assert!(path.len() <= 1 + 3 * 3 + 1);
         assert_eq!(product_min_demand(&space), vec![(0, 1.0)]);
+    }
+
+    #[test]
+    fn descent_from_any_point_reaches_the_cheapest_and_costs_fall() {
+        let dim = |n: &str, growth: f64| QosDimension {
+            name: n.into(),
+            levels: (0..4)
+                .map(|l| QosLevel {
+                    utility: (l as f64 + 1.0).ln(),
+                    scale: vec![1.0 + growth * l as f64, 1.0],
+                })
+                .collect(),
+        };
+        let space = ProductSpace {
+            resources: vec![0, 1],
+            base: vec![1.0, 2.0],
+            dimensions: vec![dim("a", 1.0), dim("b", 0.5), dim("c", 2.0)],
+        };
+        let prices = [1.0, 1.0];
+        let down = product_descent(&space, &prices, &[2, 3, 1]);
+        assert_eq!(down.first().unwrap(), &vec![2, 3, 1]);
+        assert_eq!(down.last().unwrap(), &vec![0, 0, 0]);
+        let costs: Vec<f64> = down
+            .iter()
+            .map(|l| product_cost(&space, l, &prices))
+            .collect();
+        assert!(costs.windows(2).all(|w| w[1] < w[0]), "{costs:?}");
+        let up = product_path_from(&space, &prices, &[2, 3, 1]);
+        assert_eq!(up.first().unwrap(), &vec![2, 3, 1]);
+        assert_eq!(up.last().unwrap(), &vec![3, 3, 3]);
+        let utilities: Vec<f64> = up.iter().map(|l| space.utility(l)).collect();
+        assert!(utilities.windows(2).all(|w| w[1] > w[0]), "{utilities:?}");
     }
 }
