@@ -1,5 +1,6 @@
 //! Single-threaded timings of the full solve, an incremental admission, a
-//! 262,144-point product space and the exact reference.
+//! rebuild around what runs and a settle, a 262,144-point product space and
+//! the exact reference.
 //! Run: `cargo bench -p policies --bench qram`.
 
 use std::hint::black_box;
@@ -7,7 +8,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use policies::exact::{ExactLimits, solve_exact};
-use policies::generate::{GeneratorConfig, SplitMix64, generate, product_space};
+use policies::generate::{
+    GeneratorConfig, SplitMix64, generate, product_space, running_product_sessions,
+};
 use policies::{IncrementalOptions, QramState, Session, SetPointSpace};
 
 fn full(c: &mut Criterion) {
@@ -36,6 +39,43 @@ fn incremental(c: &mut Criterion) {
         b.iter_batched(
             || (state.clone(), newcomer.clone()),
             |(mut s, n)| s.admit(n).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // a restart: the state rebuilt around what runs, 1,000 sessions
+    let running: Vec<_> = state
+        .allocation()
+        .sessions
+        .into_iter()
+        .map(|a| a.choice)
+        .collect();
+    let problem = state.problem().clone();
+    group.bench_function("from_assignment_at_1000", |b| {
+        b.iter_batched(
+            || (problem.clone(), running.clone()),
+            |(p, c)| QramState::from_assignment(p, c, IncrementalOptions::default()).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // 1,000 product sessions at level combinations the walks do not list
+    let (products, at) = running_product_sessions(1, 1000, 8, 0.05);
+    group.bench_function("from_assignment_1000_product", |b| {
+        b.iter_batched(
+            || (products.clone(), at.clone()),
+            |(p, c)| QramState::from_assignment(p, c, IncrementalOptions::default()).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // a node registers again with half as much again: settle takes up the room
+    let mut grown = products.clone();
+    for r in &mut grown.resources[..2] {
+        r.capacity *= 1.5;
+    }
+    let rebuilt = QramState::from_assignment(grown, at, IncrementalOptions::default()).unwrap();
+    group.bench_function("settle_after_growth_1000_product", |b| {
+        b.iter_batched(
+            || rebuilt.clone(),
+            |mut s| s.settle().unwrap(),
             criterion::BatchSize::LargeInput,
         )
     });

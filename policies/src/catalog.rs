@@ -9,8 +9,15 @@
 //! named by its local index `c`. Each session's candidates are also listed by
 //! decreasing value (`order`), which does not depend on prices, so that the
 //! majorant under any price vector is built without sorting.
+//!
+//! A session may be *pinned* at a set-point of a product space (where it runs
+//! now, which the walks need not visit): its candidates then also include the
+//! walks down and up from that point, so that it can stay there or move one
+//! step at a time.
 
-use crate::majorant::product_path;
+use std::collections::HashSet;
+
+use crate::majorant::{Walk, cheapest_levels, walk};
 use crate::model::{
     Allocation, PointChoice, Problem, Session, SessionAllocation, SetPointRef, SetPointSpace,
 };
@@ -62,11 +69,17 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     /// Builds the candidates of every session of `problem`. Product spaces
-    /// contribute the points of one majorant walk per price vector in `path_prices`.
+    /// contribute the points of one majorant walk per price vector in
+    /// `path_prices`, and session `s` pinned at `pins[s]` (when there is such
+    /// an entry) the walks through that point.
     ///
     /// Product spaces must have been validated; a listed set-point that breaks
     /// a rule gives `None` ([`Problem::validate`] says which).
-    pub fn build(problem: &Problem, path_prices: &[Vec<f64>]) -> Option<Self> {
+    pub fn build(
+        problem: &Problem,
+        path_prices: &[Vec<f64>],
+        pins: &[Option<SetPointRef>],
+    ) -> Option<Self> {
         let capacity: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
         let limit = capacity.iter().map(|&c| c + capacity_slack(c)).collect();
         let points: usize = problem
@@ -101,8 +114,8 @@ impl Catalog {
         cat.first.push(0);
         cat.rfirst.push(0);
         cat.afirst.push(0);
-        for s in &problem.sessions {
-            if !cat.push(s, path_prices) {
+        for (i, s) in problem.sessions.iter().enumerate() {
+            if !cat.push(s, path_prices, pins.get(i).and_then(Option::as_ref)) {
                 return None;
             }
         }
@@ -205,16 +218,41 @@ impl Catalog {
 
     /// Local index of the candidate that stands for `origin`, if any.
     pub fn find(&self, s: usize, origin: &SetPointRef) -> Option<u32> {
-        (0..self.len(s) as u32).find(|&c| self.origin(s, c) == *origin)
+        let first = self.first[s] as usize;
+        (0..self.len(s) as u32).find(|&c| {
+            let p = first + c as usize;
+            if self.space[p] as usize != origin.space {
+                return false;
+            }
+            match &origin.point {
+                PointChoice::Listed(i) => !self.product[p] && self.index[p] as usize == *i,
+                PointChoice::Levels(levels) => {
+                    let at = self.index[p] as usize;
+                    self.product[p]
+                        && self.levels[at] as usize == levels.len()
+                        && self.levels[at + 1..at + 1 + levels.len()]
+                            .iter()
+                            .zip(levels)
+                            .all(|(&a, &b)| a as usize == b)
+                }
+            }
+        })
     }
 
     /// Appends the candidates of `session` (set-points that exceed a capacity on
-    /// their own are left out: they can never be chosen).
+    /// their own are left out: they can never be chosen), pinned at `pin` if
+    /// given (see the module documentation; a pin that names no set-point of a
+    /// product space of the session is ignored).
     ///
     /// Returns `false`, leaving the catalog unchanged, if a number is negative
     /// or not finite, or a demand names a resource that does not exist or names
     /// one twice: [`Problem::validate`] then says which.
-    pub fn push(&mut self, session: &Session, path_prices: &[Vec<f64>]) -> bool {
+    pub fn push(
+        &mut self,
+        session: &Session,
+        path_prices: &[Vec<f64>],
+        pin: Option<&SetPointRef>,
+    ) -> bool {
         let m = self.capacity.len();
         let weight = session.weight;
         let start = self.value.len();
@@ -306,33 +344,62 @@ impl Catalog {
                     if space.is_empty() {
                         continue;
                     }
-                    let mut seen: Vec<Vec<usize>> = Vec::new();
+                    // the walks' points, one after the other
+                    let mut walks: Vec<usize> = Vec::new();
                     for prices in path_prices {
-                        for levels in product_path(space, prices) {
-                            if seen.contains(&levels) {
-                                continue;
-                            }
-                            let row = self.amt.len();
-                            self.amt.resize(row + w, 0.0);
-                            let mut ok = true;
-                            for (k, &r) in space.resources.iter().enumerate() {
-                                let a = space.amount(k, &levels);
-                                self.amt[row + self.column[r] as usize] = a;
-                                ok &= a <= self.limit[r];
-                            }
-                            if ok {
-                                let u = space.utility(&levels);
-                                self.value.push(weight * u);
-                                self.utility.push(u);
-                                self.space.push(si as u32);
-                                self.index.push(self.levels.len() as u32);
-                                self.product.push(true);
-                                self.levels.push(levels.len() as u32);
-                                self.levels.extend(levels.iter().map(|&l| l as u32));
-                            } else {
-                                self.amt.truncate(row);
-                            }
-                            seen.push(levels);
+                        let start = cheapest_levels(space, prices);
+                        walk(space, prices, &start, Walk::Up, &mut walks);
+                    }
+                    if let Some(SetPointRef {
+                        space: ps,
+                        point: PointChoice::Levels(at),
+                    }) = pin
+                        && *ps == si
+                        && at.len() == space.dimensions.len()
+                        && at
+                            .iter()
+                            .zip(&space.dimensions)
+                            .all(|(&l, d)| l < d.levels.len())
+                    {
+                        // after the walks, so that their candidates keep their
+                        // indices whether or not the session is pinned
+                        walks.extend_from_slice(at);
+                        for prices in path_prices {
+                            walk(space, prices, at, Walk::Down, &mut walks);
+                            walk(space, prices, at, Walk::Up, &mut walks);
+                        }
+                    }
+                    let dims = space.dimensions.len();
+                    let points: Vec<&[usize]> = if dims == 0 {
+                        // the space's one set-point
+                        vec![&[]]
+                    } else {
+                        walks.chunks_exact(dims).collect()
+                    };
+                    let mut seen: HashSet<&[usize]> = HashSet::with_capacity(points.len());
+                    for levels in points {
+                        if !seen.insert(levels) {
+                            continue;
+                        }
+                        let row = self.amt.len();
+                        self.amt.resize(row + w, 0.0);
+                        let mut ok = true;
+                        for (k, &r) in space.resources.iter().enumerate() {
+                            let a = space.amount(k, levels);
+                            self.amt[row + self.column[r] as usize] = a;
+                            ok &= a <= self.limit[r];
+                        }
+                        if ok {
+                            let u = space.utility(levels);
+                            self.value.push(weight * u);
+                            self.utility.push(u);
+                            self.space.push(si as u32);
+                            self.index.push(self.levels.len() as u32);
+                            self.product.push(true);
+                            self.levels.push(levels.len() as u32);
+                            self.levels.extend(levels.iter().map(|&l| l as u32));
+                        } else {
+                            self.amt.truncate(row);
                         }
                     }
                 }
@@ -450,6 +517,12 @@ impl Assignment {
             usage: vec![0.0; cat.resources()],
             value: 0.0,
         }
+    }
+
+    /// Weighted utility session `s` has under this assignment.
+    #[inline]
+    pub fn value_of(&self, cat: &Catalog, s: usize) -> f64 {
+        cat.value_of(s, self.choice[s])
     }
 
     /// Whether session `s` may move to candidate `to` within the capacities.
@@ -595,4 +668,37 @@ pub(crate) fn has_product(problem: &Problem) -> bool {
             .iter()
             .any(|o| matches!(o, SetPointSpace::Product(_)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::running_product_sessions;
+
+    #[test]
+    fn a_pinned_point_off_the_walks_becomes_a_candidate_and_walks_keep_their_indices() {
+        let (problem, running) = running_product_sessions(1, 50, 2, 0.0);
+        let prices = path_prices(&problem);
+        let plain = Catalog::build(&problem, &prices, &[]).unwrap();
+        let pinned = Catalog::build(&problem, &prices, &running).unwrap();
+        let mut off_walks = 0;
+        for (s, pin) in running.iter().enumerate() {
+            let pin = pin.as_ref().unwrap();
+            if plain.find(s, pin).is_none() {
+                off_walks += 1;
+            }
+            let c = pinned.find(s, pin).expect("the pin is a candidate");
+            assert_eq!(&pinned.origin(s, c), pin);
+            // the walks come first, in the same order
+            assert!(pinned.len(s) >= plain.len(s));
+            for c in 0..plain.len(s) as u32 {
+                assert_eq!(plain.origin(s, c), pinned.origin(s, c));
+                assert_eq!(plain.value_of(s, c), pinned.value_of(s, c));
+            }
+        }
+        assert!(
+            off_walks > 25,
+            "only {off_walks} of 50 points were off the walks"
+        );
+    }
 }

@@ -316,3 +316,64 @@ pub fn add_product_sessions(
         });
     }
 }
+
+/// Sessions as the server runs them: `sessions` required sessions, each on one
+/// of `nodes` nodes (resources `cpu` and `memory` per node) with one product
+/// space of 3–4 QoS dimensions × 4–6 levels, running at a random level
+/// combination (mostly not one the solver's walks would list). Capacities are
+/// the demand of what runs times `1 + headroom`. Returns the problem and what
+/// each session runs at.
+pub fn running_product_sessions(
+    seed: u64,
+    sessions: usize,
+    nodes: usize,
+    headroom: f64,
+) -> (Problem, Vec<Option<crate::model::SetPointRef>>) {
+    use crate::model::{PointChoice, SetPointRef};
+    let mut rng = SplitMix64::new(seed);
+    let nodes = nodes.max(1);
+    let mut resources: Vec<Resource> = (0..nodes)
+        .flat_map(|n| {
+            ["cpu", "memory"].into_iter().map(move |k| Resource {
+                name: format!("n{}/{k}", n + 1),
+                capacity: 0.0,
+            })
+        })
+        .collect();
+    let mut problem_sessions = Vec::with_capacity(sessions);
+    let mut choices = Vec::with_capacity(sessions);
+    let mut usage = vec![0.0; resources.len()];
+    for i in 0..sessions {
+        let node = rng.range(0, nodes - 1);
+        let res = [2 * node, 2 * node + 1];
+        let dims = rng.range(3, 4);
+        let levels = rng.range(4, 6);
+        let mut space = product_space(&mut rng, dims, levels, &res, 1.0);
+        // CPUs and MiB
+        space.base[1] *= 512.0;
+        let at: Vec<usize> = (0..dims).map(|_| rng.range(0, levels - 1)).collect();
+        for (k, &r) in space.resources.iter().enumerate() {
+            usage[r] += space.amount(k, &at);
+        }
+        problem_sessions.push(Session {
+            id: format!("r{i}"),
+            weight: [1.0, 1.0, 2.0, 3.0][rng.range(0, 3)],
+            required: true,
+            options: vec![SetPointSpace::Product(space)],
+        });
+        choices.push(Some(SetPointRef {
+            space: 0,
+            point: PointChoice::Levels(at),
+        }));
+    }
+    for (r, u) in resources.iter_mut().zip(&usage) {
+        r.capacity = if *u > 0.0 { u * (1.0 + headroom) } else { 1.0 };
+    }
+    (
+        Problem {
+            resources,
+            sessions: problem_sessions,
+        },
+        choices,
+    )
+}

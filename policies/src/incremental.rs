@@ -9,15 +9,28 @@
 //! (hysteresis) for every move, so they do not flap for tiny gains. A departure
 //! frees resources that the sessions using them may take up, again only when the
 //! gain beats the change cost. A full re-solve is always available.
+//!
+//! The state can also be built around what runs now, without solving
+//! ([`QramState::from_assignment`], e.g. after a restart), sessions of product
+//! spaces at any level combination included, and then *settled*
+//! ([`QramState::settle`]): sessions move only where the gain beats the change
+//! cost.
 
 use std::collections::HashMap;
 
-use crate::catalog::{Assignment, Catalog, REJECT, path_prices};
+use crate::catalog::{Assignment, Catalog, REJECT, capacity_slack, has_product, path_prices};
 use crate::explain::{Explanation, RejectionReason, explain, room_at_minimum, shortest_fall};
+use crate::greedy::Ascent;
 use crate::majorant::upper_hull;
-use crate::model::{Allocation, Problem, Session, SetPointRef};
-use crate::refine::{ExchangeLimits, fill};
-use crate::solve::{SolveError, SolveOptions, solve_catalog};
+use crate::model::{Allocation, PointChoice, Problem, Session, SetPointRef, SetPointSpace};
+use crate::refine::{ExchangeLimits, fill, improve};
+use crate::solve::{
+    Overload, SolveError, SolveOptions, prices_for, scarcity_prices, solve_catalog,
+};
+
+/// Least work units the local search of [`QramState::settle`] may spend (it
+/// gets at least the size of the catalog).
+const SETTLE_FLOOR: u64 = 200_000;
 
 /// Settings of the incremental state.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -72,9 +85,13 @@ pub struct QramState {
     index: HashMap<String, usize>,
     cat: Catalog,
     asg: Assignment,
-    /// Shadow price per unit of each resource, from the last full solve.
+    /// Shadow price per unit of each resource, from the last full solve (or
+    /// computed for the assignment the state was built around).
     prices: Vec<f64>,
     path_prices: Vec<Vec<f64>>,
+    /// Per session: the product-space set-point it was found running at, if
+    /// any, whose walks its candidates include (see [`Catalog::build`]).
+    pins: Vec<Option<SetPointRef>>,
     options: IncrementalOptions,
 }
 
@@ -86,20 +103,115 @@ impl QramState {
     pub fn new(problem: Problem, options: IncrementalOptions) -> Result<Self, SolveError> {
         problem.validate()?;
         let path_prices = path_prices(&problem);
-        let cat = Catalog::build(&problem, &path_prices).expect("validated");
+        let cat = Catalog::build(&problem, &path_prices, &[]).expect("validated");
         let solved = solve_catalog(&problem, &cat, &options.solve)?;
-        let index = problem
-            .sessions
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id.clone(), i))
-            .collect();
+        let pins = vec![None; problem.sessions.len()];
         Ok(QramState {
+            index: index_of(&problem),
             problem,
-            index,
             cat,
             asg: solved.assignment,
             prices: solved.prices,
+            path_prices,
+            pins,
+            options,
+        })
+    }
+
+    /// Builds the state around a known assignment — what runs now, e.g. after
+    /// a restart of the server or when a node registers again — without
+    /// solving: every session keeps `choices[i]` (`None`: not admitted)
+    /// exactly. A set-point of a product space may be any valid level
+    /// combination, not only one the solver's walks would list.
+    ///
+    /// The shadow prices are estimated for that assignment with a few
+    /// subgradient steps ([`SolveOptions::pricing_rounds`]); the cost is one
+    /// catalog build and a few passes over it. Use [`QramState::settle`]
+    /// afterwards to let sessions move where that pays more than the change cost.
+    ///
+    /// # Errors
+    /// - [`SolveError::Model`]: the problem breaks a rule of the model;
+    /// - [`SolveError::AssignmentLength`]: not one choice per session;
+    /// - [`SolveError::NoSuchSetPoint`]: a choice names a space, listed index or
+    ///   level that does not exist, or a listed index for a product space (or
+    ///   levels for a listed one);
+    /// - [`SolveError::RequiredSessionUnassigned`]: a required session has no choice;
+    /// - [`SolveError::AssignmentOverCapacity`]: the set-points together need more
+    ///   than some capacities (all such resources are named, with demand and
+    ///   capacity): the resources cannot honour what runs.
+    pub fn from_assignment(
+        problem: Problem,
+        choices: Vec<Option<SetPointRef>>,
+        options: IncrementalOptions,
+    ) -> Result<Self, SolveError> {
+        if has_product(&problem) {
+            problem.validate()?;
+        } else {
+            // the set-points are checked while the catalog is built
+            problem.validate_header()?;
+        }
+        if choices.len() != problem.sessions.len() {
+            return Err(SolveError::AssignmentLength {
+                sessions: problem.sessions.len(),
+                given: choices.len(),
+            });
+        }
+        for (s, (session, choice)) in problem.sessions.iter().zip(&choices).enumerate() {
+            match choice {
+                None if session.required => {
+                    return Err(SolveError::RequiredSessionUnassigned {
+                        id: session.id.clone(),
+                    });
+                }
+                Some(choice) if problem.point(s, choice).is_none() => {
+                    return Err(SolveError::NoSuchSetPoint {
+                        id: session.id.clone(),
+                        reason: missing_point(session, choice),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let path_prices = path_prices(&problem);
+        let Some(cat) = Catalog::build(&problem, &path_prices, &choices) else {
+            return Err(problem
+                .validate()
+                .expect_err("the catalog refuses only what validation refuses")
+                .into());
+        };
+        // in the problem's terms first: a listed set-point over a capacity on
+        // its own has no candidate
+        let mut usage = vec![0.0; problem.resources.len()];
+        for (s, choice) in choices.iter().enumerate() {
+            if let Some((_, demand)) = choice.as_ref().and_then(|c| problem.point(s, c)) {
+                for (r, a) in demand {
+                    usage[r] += a;
+                }
+            }
+        }
+        over_capacity(&problem, &usage)?;
+        let mut asg = Assignment::empty(&cat);
+        for (s, choice) in choices.iter().enumerate() {
+            if let Some(choice) = choice {
+                // a listed set-point within capacity, or a pinned product point
+                let c = cat
+                    .find(s, choice)
+                    .expect("every assigned set-point has a candidate");
+                asg.set(&cat, s, c);
+            }
+        }
+        asg.recompute(&cat);
+        // the same sums in the catalog's order: rounding must not hide an overload
+        over_capacity(&problem, &asg.usage)?;
+        let mut cost = Vec::new();
+        let (prices, _) = prices_for(&cat, &asg, options.solve.pricing_rounds, &mut cost);
+        Ok(QramState {
+            index: index_of(&problem),
+            pins: choices,
+            problem,
+            cat,
+            asg,
+            prices,
             path_prices,
             options,
         })
@@ -300,15 +412,17 @@ impl QramState {
         }
         .validate()?;
         let s = self.problem.sessions.len();
-        let pushed = self.cat.push(&session, &self.path_prices);
+        let pushed = self.cat.push(&session, &self.path_prices, None);
         debug_assert!(pushed, "validated");
         self.problem.sessions.push(session);
+        self.pins.push(None);
         let reject = |state: &mut Self, reason: RejectionReason, binding: Vec<usize>| {
             let names = binding
                 .into_iter()
                 .map(|r| state.problem.resources[r].name.clone())
                 .collect();
             state.problem.sessions.pop();
+            state.pins.pop();
             state.cat.pop();
             Ok(Admission {
                 admitted: false,
@@ -448,8 +562,9 @@ impl QramState {
         }
         self.asg.set(&self.cat, s, REJECT);
         self.problem.sessions.remove(s);
+        self.pins.remove(s);
         // every other session keeps its candidates and their local indices
-        self.cat = Catalog::build(&self.problem, &self.path_prices).expect("validated");
+        self.cat = Catalog::build(&self.problem, &self.path_prices, &self.pins).expect("validated");
         self.asg.choice.remove(s);
         for v in self.index.values_mut() {
             if *v > s {
@@ -502,13 +617,21 @@ impl QramState {
             sessions: vec![session.clone()],
         }
         .validate()?;
-        let previous = self.asg.choice.clone();
-        let old_ref = (previous[s] != REJECT).then(|| self.cat.origin(s, previous[s]));
+        let before = self.refs();
+        let old_ref = before[s].clone();
+        let old_pin = self.pins[s].clone();
+        let mut previous = self.asg.choice.clone();
         self.asg.set(&self.cat, s, REJECT);
-        self.problem.sessions[s] = session;
+        let old_session = std::mem::replace(&mut self.problem.sessions[s], session);
+        // it may stay at its set-point (if that still exists) even off the walks
+        self.pins[s] = old_ref
+            .clone()
+            .filter(|o| self.problem.point(s, o).is_some());
         // every other session keeps its candidates and their local indices
-        self.cat = Catalog::build(&self.problem, &self.path_prices).expect("validated");
+        self.cat = Catalog::build(&self.problem, &self.path_prices, &self.pins).expect("validated");
         let keep = old_ref.as_ref().and_then(|o| self.cat.find(s, o));
+        // in the new catalog's indices: staying put is where it was
+        previous[s] = keep.unwrap_or(REJECT);
         if let Some(c) = keep
             && self.asg.fits(&self.cat, s, c)
         {
@@ -525,12 +648,129 @@ impl QramState {
             &lim,
             &mut work,
         );
+        self.asg.recompute(&self.cat);
         if self.cat.required[s] && self.asg.choice[s] == REJECT {
             // a required session must stay: fall back to a full solve
-            return self.resolve();
+            if let Err(e) = self.solve_again() {
+                self.problem.sessions[s] = old_session;
+                self.pins[s] = old_pin;
+                self.cat = Catalog::build(&self.problem, &self.path_prices, &self.pins)
+                    .expect("validated");
+                for (x, r) in before.iter().enumerate() {
+                    let c = r.as_ref().and_then(|r| self.cat.find(x, r));
+                    self.asg.choice[x] = c.unwrap_or(REJECT);
+                }
+                self.asg.recompute(&self.cat);
+                return Err(e);
+            }
         }
-        self.asg.recompute(&self.cat);
+        Ok(self.changes_since(&before))
+    }
+
+    /// Lets sessions move away from where they are wherever that gains more
+    /// than the change cost: e.g. after the state was built around what runs
+    /// ([`QramState::from_assignment`]) with more room than before (a node
+    /// joined, capacities grew) or other weights. Returns the changes.
+    ///
+    /// Sessions climb their majorants into free room by marginal utility; a
+    /// session whose climb gains less than its change cost goes back where it
+    /// was; then upgrades and pair exchanges (one session degrades so that
+    /// another gains more) run, every move paying its change cost. The result
+    /// is kept only if its gain beats the change costs it pays, so settling an
+    /// allocation that only tiny gains could improve moves nothing. Required
+    /// sessions are never rejected; non-required ones may be (only to make
+    /// room for more weighted utility) or admitted.
+    ///
+    /// # Errors
+    /// None at present; the `Result` leaves room for checks to come.
+    pub fn settle(&mut self) -> Result<Vec<Change>, SolveError> {
+        let previous = self.asg.choice.clone();
+        let cat = &self.cat;
+        let lim = ExchangeLimits {
+            budget: cat.work().max(SETTLE_FLOOR),
+            ..self.limits()
+        };
+        let all: Vec<usize> = (0..cat.sessions()).collect();
+        // (a) climb into free room, then take back climbs that do not pay
+        let scarcity = scarcity_prices(cat);
+        let scale = self
+            .prices
+            .iter()
+            .zip(&scarcity)
+            .filter(|&(_, &q)| q > 0.0)
+            .map(|(&p, &q)| p / q)
+            .fold(0.0, f64::max);
+        let priced: Vec<f64> = self
+            .prices
+            .iter()
+            .zip(&scarcity)
+            .map(|(&p, &q)| p + 1e-3 * q * if scale > 0.0 { scale } else { 1.0 })
+            .collect();
+        let mut climbed = self.asg.clone();
+        Ascent::default().ascend(cat, &mut climbed, &priced, None);
+        climbed.recompute(cat);
+        let mut small: Vec<(f64, usize)> = (0..cat.sessions())
+            .filter(|&s| previous[s] != REJECT && climbed.choice[s] != previous[s])
+            .map(|s| {
+                let gain = climbed.value_of(cat, s) - cat.value_of(s, previous[s]);
+                (gain - self.moving_cost(s, previous[s]), s)
+            })
+            .filter(|&(net, _)| net <= 0.0)
+            .collect();
+        small.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, s) in small {
+            if climbed.fits(cat, s, previous[s]) {
+                climbed.set(cat, s, previous[s]);
+            }
+        }
+        improve(cat, &mut climbed, &all, Some(&previous), &lim);
+        // (b) exchanges from where everything is
+        let mut local = self.asg.clone();
+        improve(cat, &mut local, &all, Some(&previous), &lim);
+        let net = |asg: &Assignment| asg.value - self.asg.value - self.charged(&previous, asg);
+        let (best, gain) = [climbed, local]
+            .into_iter()
+            .map(|a| {
+                let n = net(&a);
+                (a, n)
+            })
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .expect("two candidates");
+        if gain <= 1e-12 * self.asg.value.abs().max(1e-9) {
+            return Ok(Vec::new());
+        }
+        debug_assert!(best.feasible(cat));
+        self.asg = best;
+        let mut cost = Vec::new();
+        self.prices = prices_for(
+            &self.cat,
+            &self.asg,
+            self.options.solve.pricing_rounds,
+            &mut cost,
+        )
+        .0;
         Ok(self.changes(&previous))
+    }
+
+    /// What moving session `s` away from candidate `from` costs.
+    fn moving_cost(&self, s: usize, from: u32) -> f64 {
+        if from == REJECT {
+            0.0
+        } else {
+            self.options.change_cost_absolute
+                + self.options.change_cost_relative * self.cat.value_of(s, from)
+        }
+    }
+
+    /// The change costs `asg` pays against `previous`.
+    fn charged(&self, previous: &[u32], asg: &Assignment) -> f64 {
+        previous
+            .iter()
+            .zip(&asg.choice)
+            .enumerate()
+            .filter(|(_, (p, c))| p != c)
+            .map(|(s, (&p, _))| self.moving_cost(s, p))
+            .sum()
     }
 
     /// Solves the whole problem again (e.g. after priorities changed) and
@@ -539,32 +779,124 @@ impl QramState {
     /// # Errors
     /// As [`crate::solve`]; on error the state is unchanged.
     pub fn resolve(&mut self) -> Result<Vec<Change>, SolveError> {
-        let before: Vec<Option<SetPointRef>> = self
-            .asg
-            .choice
-            .iter()
-            .enumerate()
-            .map(|(s, &c)| (c != REJECT).then(|| self.cat.origin(s, c)))
-            .collect();
+        let before = self.refs();
+        self.solve_again()?;
+        Ok(self.changes_since(&before))
+    }
+
+    /// The full solve behind [`QramState::resolve`]; on error nothing changes.
+    fn solve_again(&mut self) -> Result<(), SolveError> {
         let path_prices = path_prices(&self.problem);
-        let cat = Catalog::build(&self.problem, &path_prices).expect("validated");
+        let cat = Catalog::build(&self.problem, &path_prices, &self.pins).expect("validated");
         let solved = solve_catalog(&self.problem, &cat, &self.options.solve)?;
         self.cat = cat;
         self.asg = solved.assignment;
         self.prices = solved.prices;
         self.path_prices = path_prices;
-        let mut changes = Vec::new();
-        for (s, was) in before.into_iter().enumerate() {
-            let c = self.asg.choice[s];
-            let now = (c != REJECT).then(|| self.cat.origin(s, c));
-            if now != was {
-                changes.push(Change {
-                    id: self.problem.sessions[s].id.clone(),
-                    from: was,
-                    to: now,
-                });
+        Ok(())
+    }
+
+    /// Every session's set-point (`None`: rejected).
+    fn refs(&self) -> Vec<Option<SetPointRef>> {
+        self.asg
+            .choice
+            .iter()
+            .enumerate()
+            .map(|(s, &c)| (c != REJECT).then(|| self.cat.origin(s, c)))
+            .collect()
+    }
+
+    /// The sessions whose set-point differs from `before` (one entry per session).
+    fn changes_since(&self, before: &[Option<SetPointRef>]) -> Vec<Change> {
+        before
+            .iter()
+            .zip(self.refs())
+            .enumerate()
+            .filter(|(_, (was, now))| *was != now)
+            .map(|(s, (was, now))| Change {
+                id: self.problem.sessions[s].id.clone(),
+                from: was.clone(),
+                to: now,
+            })
+            .collect()
+    }
+}
+
+/// Position of every session by id.
+fn index_of(problem: &Problem) -> HashMap<String, usize> {
+    problem
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect()
+}
+
+/// Why `choice` names no set-point of `session`, in words.
+fn missing_point(session: &Session, choice: &SetPointRef) -> String {
+    let Some(space) = session.options.get(choice.space) else {
+        return format!(
+            "space {} (the session has {})",
+            choice.space,
+            session.options.len()
+        );
+    };
+    match (space, &choice.point) {
+        (SetPointSpace::Listed(points), PointChoice::Listed(i)) => format!(
+            "set-point {i} of space {} (it has {})",
+            choice.space,
+            points.len()
+        ),
+        (SetPointSpace::Product(p), PointChoice::Levels(levels)) => {
+            if levels.len() != p.dimensions.len() {
+                return format!(
+                    "{} levels for the {} dimensions of space {}",
+                    levels.len(),
+                    p.dimensions.len(),
+                    choice.space
+                );
             }
+            let (d, (l, dim)) = levels
+                .iter()
+                .zip(&p.dimensions)
+                .enumerate()
+                .find(|(_, (l, dim))| **l >= dim.levels.len())
+                .expect("some level is out of range");
+            format!(
+                "level {l} of dimension {d} ({}) of space {} (it has {})",
+                dim.name,
+                choice.space,
+                dim.levels.len()
+            )
         }
-        Ok(changes)
+        (SetPointSpace::Listed(_), PointChoice::Levels(_)) => format!(
+            "levels given for space {}, which lists its set-points",
+            choice.space
+        ),
+        (SetPointSpace::Product(_), PointChoice::Listed(_)) => format!(
+            "a listed set-point given for space {}, which has QoS dimensions",
+            choice.space
+        ),
+    }
+}
+
+/// Every resource whose `usage` exceeds its capacity (beyond the solver's
+/// rounding tolerance).
+fn over_capacity(problem: &Problem, usage: &[f64]) -> Result<(), SolveError> {
+    let overloads: Vec<Overload> = problem
+        .resources
+        .iter()
+        .zip(usage)
+        .filter(|(r, u)| **u > r.capacity + capacity_slack(r.capacity))
+        .map(|(r, &u)| Overload {
+            resource: r.name.clone(),
+            demand: u,
+            capacity: r.capacity,
+        })
+        .collect();
+    if overloads.is_empty() {
+        Ok(())
+    } else {
+        Err(SolveError::AssignmentOverCapacity { overloads })
     }
 }

@@ -6,7 +6,9 @@
 //! admitted) may move between set-points but are never rejected.
 //!
 //! - [`solve`] / [`solve_with`]: the full Q-RAM solve.
-//! - [`QramState`]: incremental admission and removal with hysteresis.
+//! - [`QramState`]: incremental admission and removal with hysteresis; built
+//!   around what runs ([`QramState::from_assignment`]) and settled
+//!   ([`QramState::settle`]) without moving running sessions for small gains.
 //! - [`explain`]: why a session was rejected, what each resource is worth.
 //! - `exact::solve_exact` (feature `exact`): an exact reference for small problems (CBC).
 //! - [`instance`]: the stable JSON instance format of `sesco qram solve`.
@@ -35,4 +37,4 @@ pub use model::{
     Allocation, ModelError, PointChoice, Problem, ProductSpace, QosDimension, QosLevel, Resource,
     Session, SessionAllocation, SetPoint, SetPointRef, SetPointSpace,
 };
-pub use solve::{SolveError, SolveOptions, solve, solve_with};
+pub use solve::{Overload, SolveError, SolveOptions, solve, solve_with};

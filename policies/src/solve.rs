@@ -6,7 +6,7 @@
 
 use thiserror::Error;
 
-use crate::catalog::{Assignment, Catalog, has_product, path_prices};
+use crate::catalog::{Assignment, Catalog, REJECT, has_product, path_prices};
 use crate::explain::least_demand;
 use crate::greedy::{Ascent, RequiredFailure, place_required};
 use crate::model::{Allocation, ModelError, Problem};
@@ -44,6 +44,53 @@ pub enum SolveError {
         /// The id.
         id: String,
     },
+    /// An assignment does not give one choice per session.
+    #[error("the assignment gives {given} choices for {sessions} sessions")]
+    AssignmentLength {
+        /// Sessions in the problem.
+        sessions: usize,
+        /// Choices given.
+        given: usize,
+    },
+    /// A choice of an assignment names no set-point of its session.
+    #[error("session {id:?}: the assigned set-point does not exist: {reason}")]
+    NoSuchSetPoint {
+        /// The session.
+        id: String,
+        /// What is out of range.
+        reason: String,
+    },
+    /// An assignment leaves a required session without a set-point.
+    #[error("required session {id:?} has no set-point in the assignment")]
+    RequiredSessionUnassigned {
+        /// The session.
+        id: String,
+    },
+    /// The set-points of an assignment together need more than some capacities.
+    #[error("the assignment is over capacity: {}", overloads_text(.overloads))]
+    AssignmentOverCapacity {
+        /// Every resource over capacity, in problem order.
+        overloads: Vec<Overload>,
+    },
+}
+
+/// A resource that an assignment demands more of than its capacity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overload {
+    /// Resource name.
+    pub resource: String,
+    /// Total demand of the assignment on it.
+    pub demand: f64,
+    /// Its capacity.
+    pub capacity: f64,
+}
+
+fn overloads_text(overloads: &[Overload]) -> String {
+    overloads
+        .iter()
+        .map(|o| format!("{} needs {} of {}", o.resource, o.demand, o.capacity))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How hard the full solve works. The defaults keep the effort a small
@@ -87,7 +134,7 @@ pub fn solve_with(problem: &Problem, options: &SolveOptions) -> Result<Allocatio
         problem.validate_header()?;
         Vec::new()
     };
-    let Some(cat) = Catalog::build(problem, &prices) else {
+    let Some(cat) = Catalog::build(problem, &prices, &[]) else {
         return Err(problem
             .validate()
             .expect_err("the catalog refuses only what validation refuses")
@@ -265,4 +312,56 @@ pub(crate) fn solve_catalog(
         bound,
         prices,
     })
+}
+
+/// Shadow prices for an assignment that was not found by a solve (one given
+/// from outside): scarcity prices scaled to the largest marginal utility of a
+/// session's next step up that does not fit, then `rounds` subgradient steps
+/// towards the assignment's value. Costs `rounds + 1` passes over the catalog.
+/// Returns the prices and the least Lagrangian bound met.
+pub(crate) fn prices_for(
+    cat: &Catalog,
+    asg: &Assignment,
+    rounds: usize,
+    cost: &mut Vec<f64>,
+) -> (Vec<f64>, f64) {
+    let scarcity = scarcity_prices(cat);
+    cat.costs(&scarcity, cost);
+    let mut scale: f64 = 0.0;
+    for s in 0..cat.sessions() {
+        let base = cat.first[s] as usize;
+        let cur = asg.choice[s];
+        let (h0, v0) = if cur == REJECT {
+            (0.0, 0.0)
+        } else {
+            (cost[base + cur as usize], cat.value_of(s, cur))
+        };
+        // the first step of the session's majorant from where it is
+        let mut step: Option<(f64, u32)> = None;
+        for c in 0..cat.len(s) as u32 {
+            let (h, v) = (cost[base + c as usize], cat.value_of(s, c));
+            if v > v0 && h > h0 {
+                let slope = (v - v0) / (h - h0);
+                if step.is_none_or(|x| slope > x.0) {
+                    step = Some((slope, c));
+                }
+            }
+        }
+        if let Some((slope, c)) = step
+            && slope > scale
+            && !asg.fits(cat, s, c)
+        {
+            scale = slope;
+        }
+    }
+    if scale > 0.0 {
+        let start: Vec<f64> = scarcity.iter().map(|&p| p * scale).collect();
+        subgradient(cat, &start, asg.value, rounds, cost)
+    } else {
+        // every session could take its next step: nothing is scarce
+        let zero = vec![0.0; cat.resources()];
+        cat.costs(&zero, cost);
+        let bound = lagrangian_bound(cat, &zero, cost);
+        (zero, bound)
+    }
 }

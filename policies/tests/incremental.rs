@@ -276,3 +276,48 @@ fn a_required_session_is_degraded_never_evicted() {
     assert!(state.allocation().sessions[0].choice.is_some());
     assert!(state.require("nobody").is_err());
 }
+
+#[test]
+fn an_update_reports_the_set_point_a_session_had_before() {
+    let problem = Problem {
+        resources: vec![Resource {
+            name: "n1/cpu".into(),
+            capacity: 1.0,
+        }],
+        sessions: vec![
+            Session::listed(
+                "a",
+                1.0,
+                true,
+                vec![point(0.5, &[(0, 0.4)]), point(1.0, &[(0, 0.5)])],
+            ),
+            Session::listed("b", 1.0, true, vec![point(1.0, &[(0, 0.5)])]),
+        ],
+    };
+    let mut state = QramState::new(problem, IncrementalOptions::default()).unwrap();
+    let listed = |i| {
+        Some(policies::SetPointRef {
+            space: 0,
+            point: PointChoice::Listed(i),
+        })
+    };
+    assert_eq!(state.allocation().sessions[0].choice, listed(1));
+    // a's set-points change: its old one (index 1) no longer exists
+    let changes = state
+        .update(Session::listed(
+            "a",
+            1.0,
+            true,
+            vec![point(0.3, &[(0, 0.2)])],
+        ))
+        .unwrap();
+    assert_eq!(
+        changes,
+        vec![policies::Change {
+            id: "a".into(),
+            from: listed(1),
+            to: listed(0),
+        }]
+    );
+    assert!(state.problem().is_feasible(&state.allocation()));
+}
