@@ -1,8 +1,11 @@
 //! Length-prefixed frames: a big-endian `u32` payload length, then the payload.
 
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError};
+use tokio_util::codec::{
+    Decoder, FramedRead, FramedWrite, LengthDelimitedCodec, LengthDelimitedCodecError,
+};
 
 use crate::MAX_FRAME_BYTES;
 use crate::codec::{self, CodecError};
@@ -42,6 +45,42 @@ fn length_codec() -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// The length-delimited decoder, except that a stream ending after a frame's length but
+/// before its payload is a truncated frame, not a clean end: the codec consumes the
+/// length as soon as it has it, and would otherwise see an empty buffer at the end.
+struct FrameDecoder {
+    inner: LengthDelimitedCodec,
+    /// A frame's length has been read and its payload has not been.
+    inside_frame: bool,
+}
+
+impl Decoder for FrameDecoder {
+    type Item = BytesMut;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        let before = buf.len();
+        let frame = self.inner.decode(buf)?;
+        if frame.is_some() {
+            self.inside_frame = false;
+        } else if buf.len() < before {
+            self.inside_frame = true;
+        }
+        Ok(frame)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, std::io::Error> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() && !self.inside_frame => Ok(None),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the stream ended inside a frame",
+            )),
+        }
+    }
+}
+
 fn classify(e: std::io::Error) -> FrameError {
     if e.get_ref()
         .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
@@ -56,13 +95,19 @@ fn classify(e: std::io::Error) -> FrameError {
 
 /// Reads whole messages from a byte stream.
 pub struct FrameReader<R> {
-    inner: FramedRead<R, LengthDelimitedCodec>,
+    inner: FramedRead<R, FrameDecoder>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(reader: R) -> Self {
         Self {
-            inner: FramedRead::new(reader, length_codec()),
+            inner: FramedRead::new(
+                reader,
+                FrameDecoder {
+                    inner: length_codec(),
+                    inside_frame: false,
+                },
+            ),
         }
     }
 
@@ -112,5 +157,49 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         SinkExt::<bytes::Bytes>::close(&mut self.inner)
             .await
             .map_err(FrameError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Request;
+
+    async fn read_all(bytes: &[u8]) -> Vec<Result<Option<Message>, FrameError>> {
+        let mut reader = FrameReader::new(bytes);
+        let mut out = Vec::new();
+        loop {
+            let next = reader.next().await;
+            let last = !matches!(next, Ok(Some(_)));
+            out.push(next);
+            if last {
+                return out;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_after_a_frame_length_is_truncated_not_ended() {
+        let payload = codec::encode(&Message::Request {
+            id: 1,
+            body: Request::ListNodes,
+        })
+        .unwrap();
+        let mut whole = (payload.len() as u32).to_be_bytes().to_vec();
+        whole.extend(&payload);
+
+        let read = read_all(&whole).await;
+        assert!(matches!(read[..], [Ok(Some(_)), Ok(None)]), "{read:?}");
+
+        // The length alone, then the end: found by the frame decoder's fuzz target.
+        for cut in [4, 5, whole.len() - 1] {
+            let mut stream = whole.clone();
+            stream.extend(&whole[..cut]);
+            let read = read_all(&stream).await;
+            assert!(
+                matches!(read[..], [Ok(Some(_)), Err(FrameError::Io(_))]),
+                "cut at {cut}: {read:?}"
+            );
+        }
     }
 }
