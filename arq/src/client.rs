@@ -9,9 +9,9 @@ use sesco_proto::message::{
 use sesco_proto::node::NodeView;
 use sesco_proto::peer::{self, HandshakeError, Incoming, Peer};
 use sesco_proto::session::{AdmissionOutcome, SessionId, SessionRequest, SessionView};
+use sesco_proto::transport::{self, ClientTls};
 use sesco_proto::world::{ApplicationDef, GroupDef, NodeDef, UserDef};
 use sesco_proto::{ErrorReply, PROTOCOL_VERSION};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// How long connecting and the handshake may take.
@@ -41,8 +41,6 @@ pub enum ClientError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("Sesco at {addr} did not answer within {limit:?}")]
-    ConnectTimeout { addr: String, limit: Duration },
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("{}", .0.message)]
@@ -87,19 +85,23 @@ fn unexpected(reply: Reply) -> ClientError {
 }
 
 impl Client {
-    /// Connects to `addr` and signs in.
+    /// Connects to `addr` over plain TCP and signs in.
     pub async fn connect(addr: &str, credentials: Credentials) -> Result<Self> {
-        let stream = tokio::time::timeout(CONNECT_TIME, TcpStream::connect(addr))
+        Self::connect_with(addr, credentials, None).await
+    }
+
+    /// Connects to `addr`, over TLS when `tls` is given, and signs in.
+    pub async fn connect_with(
+        addr: &str,
+        credentials: Credentials,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self> {
+        let stream = transport::connect(addr, tls, CONNECT_TIME)
             .await
-            .map_err(|_| ClientError::ConnectTimeout {
-                addr: addr.to_string(),
-                limit: CONNECT_TIME,
-            })?
             .map_err(|source| ClientError::Connect {
                 addr: addr.to_string(),
                 source,
             })?;
-        let _ = stream.set_nodelay(true);
         let credentials = match credentials {
             Credentials::Password { user, password } => {
                 sesco_proto::Credentials::Password { user, password }

@@ -20,6 +20,7 @@
 //! current set-point again.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,8 +28,8 @@ use std::time::Duration;
 use sesco_proto::control::{QosReport, SetPointAck, SetPointChange};
 use sesco_proto::message::{Credentials, Hello, Reply, Request, RequestId, Role};
 use sesco_proto::peer::{self, HandshakeError, Incoming, Peer};
+use sesco_proto::transport::{self, ClientTls, TlsError};
 use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION, SessionId};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Environment variables Lrmd sets for every session process.
@@ -36,6 +37,8 @@ pub const ENV_SESSION: &str = "SESCO_SESSION_ID";
 pub const ENV_TOKEN: &str = "SESCO_SESSION_TOKEN";
 pub const ENV_ADDR: &str = "SESCO_ADDR";
 pub const ENV_PROCESS: &str = "SESCO_PROCESS";
+/// The certificate authority to trust when Sesco speaks TLS (set by Lrmd when it does).
+pub const ENV_TLS_CA: &str = "SESCO_TLS_CA";
 
 const CONNECT_TIME: Duration = Duration::from_secs(10);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
@@ -61,6 +64,8 @@ pub enum ControlError {
     Handshake(HandshakeError),
     #[error("cannot start the control port's thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Where and as whom to register.
@@ -70,6 +75,8 @@ pub struct ControlConfig {
     pub session: SessionId,
     pub process: u32,
     pub token: String,
+    /// The certificate authority to trust, when Sesco speaks TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ControlConfig {
@@ -94,6 +101,7 @@ impl ControlConfig {
             session: SessionId(session),
             process,
             token: get(ENV_TOKEN)?,
+            tls_ca: std::env::var_os(ENV_TLS_CA).map(PathBuf::from),
         })
     }
 }
@@ -111,18 +119,16 @@ pub struct ControlPort {
     connected: Arc<AtomicBool>,
 }
 
-async fn connect(config: &ControlConfig) -> Result<(Peer, mpsc::Receiver<Incoming>), ControlError> {
-    let stream = tokio::time::timeout(CONNECT_TIME, TcpStream::connect(&config.addr))
+async fn connect(
+    config: &ControlConfig,
+    tls: Option<&ClientTls>,
+) -> Result<(Peer, mpsc::Receiver<Incoming>), ControlError> {
+    let stream = transport::connect(&config.addr, tls, CONNECT_TIME)
         .await
-        .map_err(|_| ControlError::Connect {
-            addr: config.addr.clone(),
-            source: std::io::ErrorKind::TimedOut.into(),
-        })?
         .map_err(|source| ControlError::Connect {
             addr: config.addr.clone(),
             source,
         })?;
-    let _ = stream.set_nodelay(true);
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::App,
@@ -150,6 +156,10 @@ impl ControlPort {
     /// reached (it may be restarting); fails at once if Sesco refuses the token.
     /// Afterwards, lost connections are re-established in the background.
     pub fn register_with(config: ControlConfig) -> Result<Self, ControlError> {
+        let tls = match &config.tls_ca {
+            Some(ca) => Some(ClientTls::from_ca_file(ca)?),
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -158,7 +168,7 @@ impl ControlPort {
             let deadline = tokio::time::Instant::now() + REGISTER_PATIENCE;
             let mut delay = Duration::from_millis(100);
             loop {
-                match connect(&config).await {
+                match connect(&config, tls.as_ref()).await {
                     Err(e @ (ControlError::Connect { .. } | ControlError::Handshake(_)))
                         if tokio::time::Instant::now() + delay < deadline =>
                     {
@@ -178,7 +188,7 @@ impl ControlPort {
         std::thread::Builder::new()
             .name("sesco-control-port".into())
             .spawn(move || {
-                runtime.block_on(run(config, first, change_tx, command_rx, flag));
+                runtime.block_on(run(config, tls, first, change_tx, command_rx, flag));
             })
             .map_err(ControlError::Thread)?;
         Ok(Self {
@@ -234,6 +244,7 @@ impl ControlPort {
 /// no longer knows the session or the application dropped its handle.
 async fn run(
     config: ControlConfig,
+    tls: Option<ClientTls>,
     first: (Peer, mpsc::Receiver<Incoming>),
     changes: std::sync::mpsc::Sender<SetPointChange>,
     mut commands: mpsc::UnboundedReceiver<Command>,
@@ -244,7 +255,7 @@ async fn run(
     loop {
         let (peer, incoming) = match connection.take() {
             Some(c) => c,
-            None => match connect(&config).await {
+            None => match connect(&config, tls.as_ref()).await {
                 Ok(c) => {
                     delay = Duration::from_millis(100);
                     c

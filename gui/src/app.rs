@@ -67,6 +67,8 @@ pub struct StartOptions {
     /// Written once signed in and the first data has arrived, for scripts that drive the
     /// app.
     pub ready_file: Option<std::path::PathBuf>,
+    /// Speak TLS to Sesco, trusting this authority.
+    pub tls: Option<sesco_proto::transport::ClientTls>,
 }
 
 /// Something a view wants done beyond its own state.
@@ -143,6 +145,7 @@ pub struct SescoApp {
     signed: Option<Signed>,
     start_view: Option<View>,
     ready_file: Option<std::path::PathBuf>,
+    tls: Option<sesco_proto::transport::ClientTls>,
 }
 
 impl SescoApp {
@@ -157,6 +160,7 @@ impl SescoApp {
             signed: None,
             start_view: options.view,
             ready_file: options.ready_file,
+            tls: options.tls,
         };
         if let (Some(user), Some(password)) = (options.user, options.password) {
             app.sign_in(ctx, user, password);
@@ -170,6 +174,7 @@ impl SescoApp {
         self.signin.busy = true;
         let connection = Connection::start(
             SignIn {
+                tls: self.tls.clone(),
                 server: server.clone(),
                 credentials: Credentials::Password {
                     user: user.clone(),

@@ -31,6 +31,7 @@ const RETRY_LAST: Duration = Duration::from_secs(8);
 pub struct SignIn {
     pub server: String,
     pub credentials: Credentials,
+    pub tls: Option<sesco_proto::transport::ClientTls>,
 }
 
 /// What the UI asks of Sesco.
@@ -247,12 +248,12 @@ impl Notifier {
 /// The words a person needs when signing in fails.
 pub fn explain_sign_in_error(server: &str, error: &ClientError) -> String {
     match error {
+        ClientError::Connect { source, .. } if source.kind() == std::io::ErrorKind::TimedOut => {
+            format!("Sesco at {server} did not answer: {source}.")
+        }
         ClientError::Connect { source, .. } => format!(
             "Cannot reach Sesco at {server}: {source}. Check the address and that Sesco is running."
         ),
-        ClientError::ConnectTimeout { limit, .. } => {
-            format!("Sesco at {server} did not answer within {limit:?}.")
-        }
         ClientError::Handshake(HandshakeError::Refused(reply))
             if reply.code == ErrorCode::Unauthenticated =>
         {
@@ -298,7 +299,13 @@ fn token_of(client: &Client) -> Option<String> {
 /// Signs in, then serves commands and events until the UI lets go.
 async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>, ui: Notifier) {
     let server = normalise_address(&sign_in.server);
-    let client = match Client::connect(&server, sign_in.credentials.clone()).await {
+    let client = match Client::connect_with(
+        &server,
+        sign_in.credentials.clone(),
+        sign_in.tls.as_ref(),
+    )
+    .await
+    {
         Ok(client) => client,
         Err(e) => {
             ui.send(Update::SignInFailed(explain_sign_in_error(&server, &e)));
@@ -323,8 +330,12 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
                     Some(token) => Credentials::Token(token.clone()),
                     None => sign_in.credentials.clone(),
                 };
-                let Some(mut result) =
-                    answering_offline(Client::connect(&server, first), &mut commands, &ui).await
+                let Some(mut result) = answering_offline(
+                    Client::connect_with(&server, first, sign_in.tls.as_ref()),
+                    &mut commands,
+                    &ui,
+                )
+                .await
                 else {
                     return;
                 };
@@ -333,8 +344,12 @@ async fn worker(sign_in: SignIn, mut commands: mpsc::UnboundedReceiver<Command>,
                     && token.is_some()
                 {
                     let again = sign_in.credentials.clone();
-                    match answering_offline(Client::connect(&server, again), &mut commands, &ui)
-                        .await
+                    match answering_offline(
+                        Client::connect_with(&server, again, sign_in.tls.as_ref()),
+                        &mut commands,
+                        &ui,
+                    )
+                    .await
                     {
                         Some(r) => result = r,
                         None => return,

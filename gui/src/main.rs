@@ -20,6 +20,9 @@ struct Cli {
     /// Sesco's address (host:port; the port defaults to 7207).
     #[arg(long, env = "SESCO_ADDR", default_value = "127.0.0.1:7207")]
     server: String,
+    /// Speak TLS to Sesco, trusting this certificate authority (PEM; `sesco tls init`).
+    #[arg(long, env = "SESCO_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
     /// User to sign in as; with a password, the app signs in at start.
     #[arg(long, env = "SESCO_USER")]
     user: Option<String>,
@@ -84,6 +87,13 @@ fn main() -> anyhow::Result<()> {
         password,
         view: cli.view,
         ready_file: cli.ready_file.clone(),
+        tls: match &cli.tls_ca {
+            Some(ca) => Some(
+                sesco_proto::transport::ClientTls::from_ca_file(ca)
+                    .context("cannot load the TLS authority")?,
+            ),
+            None => None,
+        },
     };
     tracing::info!(server = %options.server, user = ?options.user, "starting");
     let native = eframe::NativeOptions {

@@ -30,6 +30,7 @@ fn signed_in_app(
     view: View,
 ) -> Harness<'static, SescoApp> {
     let mut harness = app(StartOptions {
+        tls: None,
         server: cluster.addr.clone(),
         user: Some(user.into()),
         password: Some(password.into()),
@@ -165,6 +166,7 @@ fn wait_server<T>(
 fn an_unreachable_sesco_gets_a_clear_message() {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut harness = app(StartOptions {
+        tls: None,
         server: addr.clone(),
         ..StartOptions::default()
     });
@@ -182,6 +184,7 @@ fn an_unreachable_sesco_gets_a_clear_message() {
 #[test]
 fn the_sign_in_form_looks_right() {
     let mut harness = app(StartOptions {
+        tls: None,
         server: "sesco.example:7207".into(),
         user: Some("alice".into()),
         ..StartOptions::default()
@@ -195,6 +198,7 @@ fn a_user_signs_in_checks_requests_watches_and_ends_a_session() {
     let cluster = Cluster::start();
     let (user, password) = ALICE;
     let mut harness = app(StartOptions {
+        tls: None,
         server: cluster.addr.clone(),
         ..StartOptions::default()
     });

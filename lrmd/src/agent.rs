@@ -7,8 +7,8 @@ use std::time::Duration;
 use sesco_proto::message::{Credentials, Hello, Reply, Request, Role};
 use sesco_proto::node::{Hardware, NodeHeartbeat, NodeRegistration, ProcessExit, SessionStopped};
 use sesco_proto::peer::{self, Incoming, Peer};
+use sesco_proto::transport::{self, ClientTls};
 use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::discovery::{self, CpuMeter};
@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub sesco: String,
     pub node: String,
     pub cluster_key: String,
+    /// Speak TLS to Sesco, trusting this authority.
+    pub tls: Option<ClientTls>,
 }
 
 /// Exits not yet taken in by Sesco, oldest first.
@@ -75,8 +77,7 @@ pub async fn run(
 }
 
 async fn connect(config: &AgentConfig) -> anyhow::Result<(Peer, mpsc::Receiver<Incoming>)> {
-    let stream = tokio::time::timeout(CONNECT_TIME, TcpStream::connect(&config.sesco)).await??;
-    let _ = stream.set_nodelay(true);
+    let stream = transport::connect(&config.sesco, config.tls.as_ref(), CONNECT_TIME).await?;
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Lrmd,

@@ -43,6 +43,10 @@ struct Cli {
     /// Cgroup base of this node's reservations (default: sesco/NODE).
     #[arg(long, env = "LRMD_CGROUP_BASE")]
     cgroup_base: Option<String>,
+    /// Speak TLS to Sesco, trusting this certificate authority (PEM; see `sesco tls init`).
+    /// Session processes are told to trust it too, so it must be readable by them.
+    #[arg(long, env = "SESCO_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// Directories searched first for session programs (colon-separated). They and the
     /// programs in them must be readable by the session users.
     #[arg(
@@ -87,6 +91,19 @@ fn main() -> anyhow::Result<()> {
         cli.cluster_key_file.display()
     );
 
+    let tls_ca_path = match &cli.tls_ca {
+        Some(ca) => Some(
+            std::fs::canonicalize(ca).with_context(|| format!("cannot find {}", ca.display()))?,
+        ),
+        None => None,
+    };
+    let tls = match &tls_ca_path {
+        Some(ca) => Some(
+            sesco_proto::transport::ClientTls::from_ca_file(ca)
+                .context("cannot load the TLS authority")?,
+        ),
+        None => None,
+    };
     let base = cli.cgroup_base.unwrap_or_else(|| format!("sesco/{node}"));
     let kernel = rk::ResourceKernel::with_config(rk::KernelConfig {
         state_dir: cli.rk_state_dir,
@@ -123,6 +140,7 @@ fn main() -> anyhow::Result<()> {
                 log_dir: cli.state_dir.join("logs"),
                 app_path: cli.app_path,
                 sesco_addr: cli.sesco.clone(),
+                tls_ca: tls_ca_path.clone(),
             },
             exit_tx,
         )
@@ -134,6 +152,7 @@ fn main() -> anyhow::Result<()> {
             sesco: cli.sesco,
             node,
             cluster_key,
+            tls,
         };
         tokio::select! {
             _ = agent::run(config, hardware, supervisor, exit_rx) => Ok(()),

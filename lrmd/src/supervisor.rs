@@ -34,6 +34,8 @@ pub struct SupervisorConfig {
     /// How session processes on this node reach Sesco (their control ports): what Lrmd
     /// itself uses, since Sesco may be reached by other addresses from other nodes.
     pub sesco_addr: String,
+    /// The certificate authority session processes trust, when Sesco speaks TLS.
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What is recorded about a running process.
@@ -278,6 +280,7 @@ impl Supervisor {
             .env("SESCO_SCRATCH", &scratch)
             .envs(&launch.env)
             .env("SESCO_ADDR", &self.config.sesco_addr)
+            .envs(self.config.tls_ca.iter().map(|ca| ("SESCO_TLS_CA", ca)))
             .current_dir(&scratch)
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))

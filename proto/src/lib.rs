@@ -22,6 +22,7 @@ pub mod message;
 pub mod node;
 pub mod peer;
 pub mod session;
+pub mod transport;
 pub mod world;
 
 pub use error::{ErrorCode, ErrorReply};

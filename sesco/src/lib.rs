@@ -15,4 +15,5 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod supervision;
+pub mod tls_init;
 pub mod world_file;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use sesco::{auth, config, coordinator, qram_cmd, server};
+use sesco::{auth, config, coordinator, qram_cmd, server, tls_init};
+use sesco_proto::transport::ServerTls;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,11 @@ enum Command {
     Serve(ServeArgs),
     /// Hash a password (read from stdin) for a world file's `password_hash`.
     HashPassword,
+    /// TLS between all parts.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
     /// Q-RAM tools over the stable instance format.
     Qram {
         #[command(subcommand)]
@@ -88,6 +94,30 @@ struct ServeArgs {
     /// Lifetime of sign-in tokens.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     token_ttl: Duration,
+    /// Serve TLS with this certificate (PEM; see `sesco tls init`).
+    #[arg(long, env = "SESCO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "SESCO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Make a certificate authority and Sesco's certificate and key, signed by it, for the
+    /// names clients use. Give `sesco serve --tls-cert DIR/sesco.pem --tls-key
+    /// DIR/sesco.key`, and every Lrmd, arq and GUI `--tls-ca DIR/ca.pem`.
+    Init {
+        /// Where to write ca.pem, ca.key, sesco.pem and sesco.key.
+        #[arg(long, default_value = "/var/lib/sesco/tls")]
+        dir: PathBuf,
+        /// A DNS name or IP address clients reach Sesco by (repeat for more).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +137,14 @@ fn main() -> anyhow::Result<()> {
             command: QramCommand::Solve { file },
         } => qram_cmd::solve(&file),
         Command::Serve(args) => serve(args),
+        Command::Tls {
+            command: TlsCommand::Init { dir, names, force },
+        } => {
+            for path in tls_init::init(&dir, &names, force)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::HashPassword => {
             let mut line = String::new();
             std::io::stdin()
@@ -138,15 +176,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         node_request_timeout: args.node_request_timeout,
         token_ttl: args.token_ttl,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(ServerTls::from_files(cert, key).context("cannot load the TLS certificate")?)
+        }
+        _ => None,
+    };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let coordinator = coordinator::Coordinator::open(config.clone())?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "sesco serving");
+        tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), tls = tls.is_some(), "sesco serving");
         let result = tokio::select! {
-            result = server::serve(coordinator.clone(), listener) => result.context("the listener failed"),
+            result = server::serve(coordinator.clone(), listener, tls) => result.context("the listener failed"),
             _ = shutdown_signal() => {
                 tracing::info!("shutting down; sessions keep running and are reconciled on restart");
                 Ok(())

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sesco_proto::message::{Reply, Request, SessionFilter, Welcome};
 use sesco_proto::node::NodeView;
 use sesco_proto::peer::{self, Incoming, Peer};
+use sesco_proto::transport::ServerTls;
 use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
@@ -23,17 +24,31 @@ const LIST_LIMIT: u32 = 1000;
 /// Events returned by one history request.
 const EVENTS_LIMIT: u32 = 1000;
 
-/// Accepts connections until the listener fails.
-pub async fn serve(coordinator: Arc<Coordinator>, listener: TcpListener) -> std::io::Result<()> {
+/// Accepts connections until the listener fails; with `tls`, every connection is TLS.
+pub async fn serve(
+    coordinator: Arc<Coordinator>,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+) -> std::io::Result<()> {
     tokio::spawn(coordinator.clone().watch_nodes());
     tokio::spawn(coordinator.clone().write_events());
     coordinator.resume_restarts();
     loop {
         let (stream, addr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
-        let coordinator = coordinator.clone();
+        let (coordinator, tls) = (coordinator.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(coordinator, stream).await {
+            let result = match tls {
+                None => connection(coordinator, stream).await,
+                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIME, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => connection(coordinator, stream).await,
+                    Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake failed: {e}")),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "no TLS handshake within {HANDSHAKE_TIME:?}"
+                    )),
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
             }
         });

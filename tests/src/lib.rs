@@ -143,6 +143,8 @@ pub struct ClusterOptions {
     pub world: PathBuf,
     /// Lifetime of sign-in tokens.
     pub token_ttl: &'static str,
+    /// Every part speaks TLS (certificates from `sesco tls init`).
+    pub tls: bool,
     /// Runs each Lrmd in a network namespace of its own, joined to the host by a veth
     /// pair: separate "hosts" whose links can be cut.
     pub namespaces: bool,
@@ -156,6 +158,7 @@ impl Default for ClusterOptions {
             ack_timeout: "2s",
             world: workspace().join("scripts/demo-world.toml"),
             token_ttl: "12h",
+            tls: false,
             namespaces: false,
         }
     }
@@ -340,6 +343,14 @@ impl Cluster {
             options: options.clone(),
             tag,
         };
+        if options.tls {
+            let out = Command::new(binary("sesco"))
+                .args(["tls", "init", "--name", "127.0.0.1", "--dir"])
+                .arg(cluster.tls_dir())
+                .output()
+                .expect("sesco runs");
+            assert!(out.status.success(), "sesco tls init: {}", text(&out));
+        }
         cluster.start_sesco();
         for name in &options.nodes {
             cluster.start_node(name);
@@ -361,6 +372,16 @@ impl Cluster {
         self.dir.path().join("sesco")
     }
 
+    /// Where `sesco tls init` put the certificates, when the cluster speaks TLS.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// The authority clients trust, when the cluster speaks TLS.
+    pub fn tls_ca(&self) -> Option<PathBuf> {
+        self.options.tls.then(|| self.tls_dir().join("ca.pem"))
+    }
+
     /// Starts (or restarts) Sesco on the cluster's address and data directory.
     pub fn start_sesco(&mut self) {
         let log = std::fs::OpenOptions::new()
@@ -376,6 +397,16 @@ impl Cluster {
             .args(["--ack-timeout", self.options.ack_timeout])
             .args(["--heartbeat", "250ms"])
             .args(["--token-ttl", self.options.token_ttl])
+            .args(if self.options.tls {
+                vec![
+                    "--tls-cert".to_string(),
+                    self.tls_dir().join("sesco.pem").display().to_string(),
+                    "--tls-key".to_string(),
+                    self.tls_dir().join("sesco.key").display().to_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .env(
                 "RUST_LOG",
                 std::env::var("SESCO_E2E_LOG").unwrap_or_else(|_| "info".into()),
@@ -437,6 +468,9 @@ impl Cluster {
             }
             None => (Command::new(binary("lrmd")), self.addr.clone()),
         };
+        if let Some(ca) = self.tls_ca() {
+            command.arg("--tls-ca").arg(ca);
+        }
         let child = command
             .args(["--sesco", &sesco, "--node", name])
             .arg("--cluster-key-file")
@@ -508,7 +542,12 @@ impl Cluster {
     }
 
     fn arq_with_file(&self, user: &str, password_file: &Path, args: &[&str]) -> Output {
-        Command::new(binary("arq"))
+        let mut command = Command::new(binary("arq"));
+        match self.tls_ca() {
+            Some(ca) => command.env("SESCO_TLS_CA", ca),
+            None => command.env_remove("SESCO_TLS_CA"),
+        };
+        command
             .env("SESCO_ADDR", self.client_addr())
             .env("SESCO_USER", user)
             .env("SESCO_PASSWORD_FILE", password_file)

@@ -281,6 +281,7 @@ fn a_process_cannot_register_with_another_sessions_token() {
             session,
             process,
             token,
+            tls_ca: None,
         });
         match result {
             Err(ControlError::Refused(e)) => assert_eq!(e.code, code, "{e:?}"),

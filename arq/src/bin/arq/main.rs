@@ -39,6 +39,9 @@ struct Cli {
     /// File holding the password (first line).
     #[arg(long, global = true, env = "SESCO_PASSWORD_FILE")]
     password_file: Option<PathBuf>,
+    /// Speak TLS to Sesco, trusting this certificate authority (PEM; `sesco tls init`).
+    #[arg(long, global = true, env = "SESCO_TLS_CA")]
+    tls_ca: Option<PathBuf>,
     /// A token from an earlier sign-in.
     #[arg(long, global = true, env = "SESCO_TOKEN", hide_env_values = true)]
     token: Option<String>,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use arq::client::{Client, Credentials};
 use arq::proto::message::Identity;
+use arq::proto::transport::ClientTls;
 use serde::{Deserialize, Serialize};
 
 use crate::Cli;
@@ -80,7 +81,11 @@ fn credentials(cli: &Cli) -> anyhow::Result<Credentials> {
 /// Connects and signs in.
 pub async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let credentials = credentials(cli)?;
-    Client::connect(&cli.server, credentials)
+    let tls = match &cli.tls_ca {
+        Some(ca) => Some(ClientTls::from_ca_file(ca)?),
+        None => None,
+    };
+    Client::connect_with(&cli.server, credentials, tls.as_ref())
         .await
         .with_context(|| format!("cannot sign in to Sesco at {}", cli.server))
 }
