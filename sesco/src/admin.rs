@@ -65,6 +65,11 @@ impl Coordinator {
                 return render_world(&world).map(Reply::WorldToml).map_err(internal);
             }
             AdminRequest::ApplyWorld { source, toml } => {
+                crate::limits::check_len(
+                    "the world file's name",
+                    &source,
+                    crate::limits::MAX_TEXT,
+                )?;
                 world = match parse_world(&source, &toml) {
                     Ok(w) => w,
                     Err(problems) => return Ok(Reply::WorldRejected(problems)),
@@ -209,6 +214,7 @@ impl Coordinator {
     }
 
     fn set_password(&self, by: &str, user: &str, password: &str) -> Result<Reply, ErrorReply> {
+        crate::limits::check_len("the password", password, crate::limits::MAX_PASSWORD)?;
         if password.chars().count() < MIN_PASSWORD_LEN {
             return Err(ErrorReply::new(
                 ErrorCode::Invalid,

@@ -23,6 +23,10 @@ pub struct ServeConfig {
     pub token_ttl: Duration,
     /// The address applications use to reach this server (put in their environment).
     pub advertise: String,
+    /// Connections served at once; more are refused.
+    pub max_connections: usize,
+    /// Live sessions one user may hold at once.
+    pub max_sessions_per_user: usize,
 }
 
 impl ServeConfig {

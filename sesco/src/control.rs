@@ -8,7 +8,9 @@ use sesco_proto::event::EventKind;
 use sesco_proto::peer::Peer;
 
 use crate::coordinator::Coordinator;
+use crate::limits;
 use crate::session::process_reservation;
+use sesco_proto::{ErrorCode, ErrorReply};
 
 impl Coordinator {
     /// A process proved membership of its session (step 8): remember its control port
@@ -57,7 +59,30 @@ impl Coordinator {
 
     /// The application reports the QoS it achieves. Kept with the process (it is a
     /// measurement, not a change, so it is not an event).
-    pub fn report_qos(&self, session: SessionId, process: u32, report: QosReport) {
+    pub fn report_qos(
+        &self,
+        session: SessionId,
+        process: u32,
+        report: QosReport,
+    ) -> Result<(), ErrorReply> {
+        if report.achieved.len() > limits::MAX_QOS_ENTRIES {
+            return Err(ErrorReply::new(
+                ErrorCode::Invalid,
+                format!(
+                    "a QoS report holds at most {} entries",
+                    limits::MAX_QOS_ENTRIES
+                ),
+            ));
+        }
+        for (name, value) in &report.achieved {
+            limits::check_len("a QoS dimension's name", name, limits::MAX_NAME)?;
+            if !value.is_finite() {
+                return Err(ErrorReply::new(
+                    ErrorCode::Invalid,
+                    format!("the achieved {name} is not a finite number"),
+                ));
+            }
+        }
         let mut state = self.state();
         if let Some(p) = state
             .sessions
@@ -66,5 +91,6 @@ impl Coordinator {
         {
             p.achieved = report.achieved;
         }
+        Ok(())
     }
 }

@@ -11,6 +11,7 @@
 //! Every state change is written to the store before it is acknowledged or acted upon.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,7 @@ use crate::admission::Allocator;
 use crate::auth;
 use crate::config::ServeConfig;
 use crate::events::{EventLog, Watchers};
+use crate::limits::{self, SignInThrottle};
 use crate::session::SessionRecord;
 use crate::store::Store;
 
@@ -159,6 +161,7 @@ pub struct Coordinator {
     pub(crate) changes: tokio::sync::Mutex<Allocator>,
     pub(crate) watchers: Watchers,
     events: EventLog,
+    sign_ins: SignInThrottle,
     cluster_key: String,
 }
 
@@ -235,6 +238,7 @@ impl Coordinator {
             changes: tokio::sync::Mutex::new(Allocator::default()),
             watchers: Watchers::default(),
             events,
+            sign_ins: SignInThrottle::default(),
             cluster_key,
         }))
     }
@@ -284,10 +288,29 @@ impl Coordinator {
     pub async fn authenticate(
         self: &Arc<Self>,
         hello: &Hello,
+        source: Option<IpAddr>,
     ) -> Result<(Principal, Identity), ErrorReply> {
         let unauthenticated = |why: &str| ErrorReply::new(ErrorCode::Unauthenticated, why);
+        limits::check_len("the agent", &hello.agent, limits::MAX_TEXT)?;
+        match &hello.credentials {
+            Credentials::Password { user, password } => {
+                limits::check_len("the user name", user, limits::MAX_NAME)?;
+                limits::check_len("the password", password, limits::MAX_PASSWORD)?;
+            }
+            Credentials::Token { token } => {
+                limits::check_len("the token", token, limits::MAX_SECRET)?
+            }
+            Credentials::Cluster { node, key } => {
+                limits::check_len("the node name", node, limits::MAX_NAME)?;
+                limits::check_len("the cluster key", key, limits::MAX_SECRET)?;
+            }
+            Credentials::Session { token, .. } => {
+                limits::check_len("the session token", token, limits::MAX_SECRET)?
+            }
+        }
         match (hello.role, &hello.credentials) {
             (Role::Client, Credentials::Password { user, password }) => {
+                self.sign_ins.check(user, source)?;
                 let hash = self
                     .state()
                     .user(user)
@@ -301,8 +324,14 @@ impl Coordinator {
                         .unwrap_or(false);
                 let admin = self.state().user(user).map(|u| u.admin);
                 match (ok, admin) {
-                    (true, Some(admin)) => self.issue_token(user, admin),
-                    _ => Err(unauthenticated("wrong user name or password")),
+                    (true, Some(admin)) => {
+                        self.sign_ins.succeeded(user);
+                        self.issue_token(user, admin)
+                    }
+                    _ => {
+                        self.sign_ins.failed(user, source);
+                        Err(unauthenticated("wrong user name or password"))
+                    }
                 }
             }
             (Role::Client, Credentials::Token { token }) => {

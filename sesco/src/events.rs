@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sesco_proto::SessionId;
 use sesco_proto::event::{Event, EventKind};
 
+use crate::limits::{MAX_WATCHERS, MAX_WATCHERS_PER_USER};
 use crate::store::{Store, StoreError};
 
 /// Numbers events and holds those not yet written.
@@ -84,6 +85,8 @@ pub struct Watcher {
     pub peer: Peer,
     /// `None` for admins.
     pub user: Option<String>,
+    /// Who is watching (for the per-user limit).
+    pub name: String,
 }
 
 /// Fans events out to watchers.
@@ -93,8 +96,27 @@ pub struct Watchers {
 }
 
 impl Watchers {
-    pub fn add(&self, watcher: Watcher) {
-        self.watchers.lock().expect("watchers lock").push(watcher);
+    /// Adds a watcher, within the limits on watchers in all and per user.
+    pub fn add(&self, watcher: Watcher) -> Result<(), ErrorReply> {
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        watchers.retain(|w| !w.peer.is_closed());
+        if watchers.len() >= MAX_WATCHERS {
+            return Err(ErrorReply::new(
+                ErrorCode::LimitExceeded,
+                format!("Sesco serves at most {MAX_WATCHERS} watchers at once"),
+            ));
+        }
+        if watchers.iter().filter(|w| w.name == watcher.name).count() >= MAX_WATCHERS_PER_USER {
+            return Err(ErrorReply::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{} already watches on {MAX_WATCHERS_PER_USER} connections",
+                    watcher.name
+                ),
+            ));
+        }
+        watchers.push(watcher);
+        Ok(())
     }
 
     /// Pushes `event` to every watcher allowed to see it. `owner` is the user owning the

@@ -9,6 +9,7 @@ pub mod control;
 pub mod coordinator;
 pub mod events;
 pub mod lifecycle;
+pub mod limits;
 pub mod nodes;
 pub mod qram_cmd;
 pub mod server;

@@ -23,6 +23,7 @@ use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 use crate::admission::{Allocator, Newcomer};
 use crate::auth;
 use crate::coordinator::{Coordinator, Principal, internal, now_ms};
+use crate::limits;
 use crate::session::{
     ProcessRecord, SessionRecord, parse_minimum, process_reservation, setpoint_view,
 };
@@ -71,6 +72,21 @@ impl Coordinator {
         user: &str,
         request: SessionRequest,
     ) -> Result<AdmissionOutcome, ErrorReply> {
+        if let Some(key) = &request.request_key {
+            limits::check_len("the request key", key, limits::MAX_TEXT)?;
+        }
+        let held = self
+            .state()
+            .sessions
+            .values()
+            .filter(|s| s.user == user)
+            .count();
+        if !request.dry_run && held >= self.config.max_sessions_per_user {
+            return Err(ErrorReply::new(
+                ErrorCode::LimitExceeded,
+                format!("{user} already holds {held} live sessions, the most one user may hold"),
+            ));
+        }
         if let Some(key) = &request.request_key
             && !request.dry_run
         {

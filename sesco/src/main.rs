@@ -94,6 +94,12 @@ struct ServeArgs {
     /// Lifetime of sign-in tokens.
     #[arg(long, default_value = "12h", value_parser = parse_duration)]
     token_ttl: Duration,
+    /// Connections served at once; more are refused with an error.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Live sessions one user may hold at once.
+    #[arg(long, default_value_t = 4096)]
+    max_sessions_per_user: usize,
     /// Serve TLS with this certificate (PEM; see `sesco tls init`).
     #[arg(long, env = "SESCO_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -175,6 +181,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ack_timeout: args.ack_timeout,
         node_request_timeout: args.node_request_timeout,
         token_ttl: args.token_ttl,
+        max_connections: args.max_connections.max(1),
+        max_sessions_per_user: args.max_sessions_per_user,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

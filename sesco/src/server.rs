@@ -1,6 +1,7 @@
 //! The network side: accepting connections, the handshake, and routing each request to
 //! the coordinator according to who sent it.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,15 +34,24 @@ pub async fn serve(
     tokio::spawn(coordinator.clone().watch_nodes());
     tokio::spawn(coordinator.clone().write_events());
     coordinator.resume_restarts();
+    let open = Arc::new(Semaphore::new(coordinator.config.max_connections));
     loop {
         let (stream, addr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            // Told plainly, then dropped: the limit protects everyone else.
+            tracing::warn!(%addr, "connection refused: too many connections");
+            tokio::spawn(refuse_busy(stream, coordinator.config.max_connections));
+            continue;
+        };
         let (coordinator, tls) = (coordinator.clone(), tls.clone());
+        let source = Some(addr.ip());
         tokio::spawn(async move {
+            let _permit = permit;
             let result = match tls {
-                None => connection(coordinator, stream).await,
+                None => connection_from(coordinator, stream, source).await,
                 Some(tls) => match tokio::time::timeout(HANDSHAKE_TIME, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => connection(coordinator, stream).await,
+                    Ok(Ok(stream)) => connection_from(coordinator, stream, source).await,
                     Ok(Err(e)) => Err(anyhow::anyhow!("TLS handshake failed: {e}")),
                     Err(_) => Err(anyhow::anyhow!(
                         "no TLS handshake within {HANDSHAKE_TIME:?}"
@@ -61,8 +71,33 @@ pub async fn connection<S>(coordinator: Arc<Coordinator>, stream: S) -> anyhow::
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    connection_from(coordinator, stream, None).await
+}
+
+/// Answers a connection over the limit with an error frame (readable only by plain TCP
+/// clients; TLS clients see the connection close).
+async fn refuse_busy(stream: tokio::net::TcpStream, limit: usize) {
+    let mut writer = sesco_proto::frame::FrameWriter::new(stream);
+    let _ = writer
+        .send(&sesco_proto::Message::Fatal(ErrorReply::new(
+            ErrorCode::LimitExceeded,
+            format!("Sesco serves at most {limit} connections at once; try again later"),
+        )))
+        .await;
+    let _ = writer.close().await;
+}
+
+/// [`connection`], knowing the peer's address (for limits on failed sign-ins).
+pub async fn connection_from<S>(
+    coordinator: Arc<Coordinator>,
+    stream: S,
+    source: Option<IpAddr>,
+) -> anyhow::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     let (hello, greeted) = peer::accept(stream, HANDSHAKE_TIME).await?;
-    let (principal, identity) = match coordinator.authenticate(&hello).await {
+    let (principal, identity) = match coordinator.authenticate(&hello, source).await {
         Ok(ok) => ok,
         Err(error) => {
             tracing::info!(role = %hello.role, credentials = ?hello.credentials, %error, "refused a connection");
@@ -183,7 +218,8 @@ async fn client_request(
             coordinator.watchers.add(Watcher {
                 peer: peer.clone(),
                 user: (!admin).then(|| user.clone()),
-            });
+                name: user.clone(),
+            })?;
             let history = match since_seq {
                 Some(since) => coordinator.visible_events(principal, since, EVENTS_LIMIT)?,
                 None => Vec::new(),
@@ -277,10 +313,9 @@ async fn app_loop(
             continue;
         };
         let result = match body {
-            Request::ReportQos(report) => {
-                coordinator.report_qos(session, process, report);
-                Ok(Reply::Done)
-            }
+            Request::ReportQos(report) => coordinator
+                .report_qos(session, process, report)
+                .map(|()| Reply::Done),
             other => Err(forbidden(&other, "control port")),
         };
         peer.reply(id, result).await;

@@ -9,8 +9,9 @@ use sesco_proto::message::{
     AdminRequest, Credentials, Hello, Identity, Reply, Request, Role, SessionFilter,
 };
 use sesco_proto::node::{NodeHeartbeat, SessionStop};
-use sesco_proto::peer::{self, Peer};
+use sesco_proto::peer::{self, Incoming, Peer};
 use sesco_proto::{ErrorCode, PROTOCOL_VERSION, SessionId};
+use tokio::sync::mpsc;
 
 /// Runs `arq` as `who` and expects it to fail with `message` on stderr.
 fn refused(cluster: &Cluster, who: (&str, &str), args: &[&str], message: &str) {
@@ -31,7 +32,7 @@ async fn connect(
     cluster: &Cluster,
     role: Role,
     credentials: Credentials,
-) -> Result<Peer, peer::HandshakeError> {
+) -> Result<(Peer, mpsc::Receiver<Incoming>), peer::HandshakeError> {
     let stream = tokio::net::TcpStream::connect(cluster.client_addr())
         .await
         .unwrap();
@@ -43,7 +44,7 @@ async fn connect(
     };
     peer::connect(stream, hello, Duration::from_secs(10))
         .await
-        .map(|(_, peer, _)| peer)
+        .map(|(_, peer, incoming)| (peer, incoming))
 }
 
 fn code_of(result: Result<Reply, sesco_proto::ErrorReply>) -> ErrorCode {
@@ -208,7 +209,9 @@ levels = [{ name = "only", utility = 0.5 }]
     };
     let key = std::fs::read_to_string(cluster.data_dir().join("cluster.key")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let app = runtime
+    // The receiver stays open: Sesco sends this port the session's initial set-point,
+    // and a port that stops reading is a port that went away.
+    let (app, _app_incoming) = runtime
         .block_on(connect(
             &cluster,
             Role::App,
@@ -223,7 +226,7 @@ levels = [{ name = "only", utility = 0.5 }]
     runtime.block_on(async {
         // An Lrmd (a second connection for a node that has not registered on it) may not
         // act as a client, nor send anything before registering.
-        let node = connect(
+        let (node, _node_incoming) = connect(
             &cluster,
             Role::Lrmd,
             Credentials::Cluster {
@@ -273,7 +276,7 @@ levels = [{ name = "only", utility = 0.5 }]
             assert_eq!(code_of(app.request(request).await), ErrorCode::Forbidden);
         }
         // A client may not speak for a node or an application.
-        let client = connect(
+        let (client, _client_incoming) = connect(
             &cluster,
             Role::Client,
             Credentials::Password {
@@ -424,4 +427,22 @@ fn tokens_expire_and_a_password_change_revokes_them() {
             .status
             .success()
     );
+}
+
+#[test]
+fn repeated_wrong_passwords_are_throttled() {
+    let cluster = Cluster::start();
+    let before = cluster.snapshot();
+    for _ in 0..5 {
+        refused(
+            &cluster,
+            (BOB.0, "not-bobs-password"),
+            &["ls"],
+            "wrong user name or password",
+        );
+    }
+    // Now even the right password waits; other users are not affected.
+    refused(&cluster, BOB, &["ls"], "too many failed sign-ins for bob");
+    assert!(cluster.arq(ALICE, &["ls"]).status.success());
+    assert_eq!(cluster.snapshot(), before);
 }
