@@ -470,6 +470,15 @@ impl QramState {
         {
             tries.push((0.0, cheapest));
         }
+        // and the most valuable set-point that fits in the room left now, moving no one:
+        // prices near zero (room to spare) flatten the hull to its top and bottom
+        if let Some(in_room) = (0..cat.len(s) as u32)
+            .filter(|&c| self.asg.fits(cat, s, c))
+            .max_by(|&a, &b| cat.value_of(s, a).total_cmp(&cat.value_of(s, b)))
+            && !tries.iter().any(|t| t.1 == in_room)
+        {
+            tries.push((0.0, in_room));
+        }
         let mut users = vec![Vec::new(); self.cat.resources()];
         for (x, &c) in self.asg.choice.iter().enumerate() {
             for &r in self.cat.demand(x, c).0 {

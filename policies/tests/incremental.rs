@@ -321,3 +321,47 @@ fn an_update_reports_the_set_point_a_session_had_before() {
     );
     assert!(state.problem().is_feasible(&state.allocation()));
 }
+
+#[test]
+fn a_newcomer_takes_the_room_left_rather_than_degrade_a_heavier_session() {
+    // One CPU; a (weight 2) runs at 0.6. The newcomer b (weight 1) could take 0.6 too,
+    // degrading a to 0.3 (2·0.6 + 0.7 = 1.9), or take the 0.3 still free, moving no one
+    // (2·0.7 + 0.6 = 2.0). With room to spare, every price is near zero.
+    let resources = vec![Resource {
+        name: "n1/cpu".into(),
+        capacity: 1.0,
+    }];
+    let levels = |id: &str, weight: f64, required: bool| {
+        Session::listed(
+            id,
+            weight,
+            required,
+            vec![
+                point(0.3, &[(0, 0.2)]),
+                point(0.6, &[(0, 0.3)]),
+                point(0.7, &[(0, 0.6)]),
+            ],
+        )
+    };
+    let mut state = QramState::new(
+        Problem {
+            resources,
+            sessions: vec![levels("a", 2.0, true)],
+        },
+        IncrementalOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(state.total_utility(), 1.4);
+    let admission = state.admit(levels("b", 1.0, false)).unwrap();
+    assert!(admission.admitted);
+    assert!(
+        (state.total_utility() - 2.0).abs() < 1e-9,
+        "{:?}",
+        state.allocation()
+    );
+    assert!(
+        admission.changes.iter().all(|c| c.id == "b"),
+        "a keeps its set-point: {:?}",
+        admission.changes
+    );
+}
