@@ -11,8 +11,9 @@
 //!
 //! The [`Allocator`] keeps a [`QramState`] between changes, so that an admission or a
 //! departure is an incremental step with hysteresis. Whenever the state no longer mirrors
-//! the live sessions (a node came or went, a weight changed), it is rebuilt with a full
-//! solve and the differences are applied like any other change.
+//! the live sessions (a node came or went, a weight changed, Sesco restarted), it is
+//! rebuilt around the set-points that run and settled with the same hysteresis, and the
+//! differences are applied like any other change.
 
 use std::collections::HashMap;
 
@@ -146,8 +147,13 @@ fn live_sessions(state: &State, resources: &[Resource]) -> Vec<(Session, Options
 }
 
 impl Allocator {
-    /// Makes the Q-RAM state mirror the live sessions, rebuilding it with a full solve
-    /// when it does not; returns the moves the rebuild decided.
+    /// Makes the Q-RAM state mirror the live sessions; returns the moves that decided.
+    ///
+    /// When it does not mirror them (a node came or went, a weight changed, Sesco
+    /// restarted), the state is rebuilt around the set-points the sessions hold now and
+    /// then settled: a session moves only where that gains more than the change cost.
+    /// Only when what runs no longer fits (a node came back smaller) is the state built
+    /// with a full solve.
     fn sync(&mut self, state: &State) -> Result<Vec<(SessionId, Vec<u32>)>, SolveError> {
         let resources = resources(state);
         let live = live_sessions(state, &resources);
@@ -156,13 +162,39 @@ impl Allocator {
         {
             return Ok(Vec::new());
         }
+        let held: Option<Vec<Option<SetPointRef>>> = live
+            .iter()
+            .map(|(session, options)| held_setpoint(state, session, options).map(Some))
+            .collect();
         let problem = Problem {
             resources,
             sessions: live.iter().map(|(s, _)| s.clone()).collect(),
         };
         self.qram = None;
-        let qram = QramState::new(problem, IncrementalOptions::default())?;
         self.options = live.into_iter().map(|(s, o)| (s.id, o)).collect();
+        let rebuilt = match held {
+            Some(held) => {
+                match QramState::from_assignment(
+                    problem.clone(),
+                    held,
+                    IncrementalOptions::default(),
+                ) {
+                    Ok(mut qram) => {
+                        qram.settle()?;
+                        Some(qram)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "what runs no longer fits as it is; solving again from scratch");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let qram = match rebuilt {
+            Some(qram) => qram,
+            None => QramState::new(problem, IncrementalOptions::default())?,
+        };
         let moves = self.current_moves(&qram, state);
         self.qram = Some(qram);
         Ok(moves)
@@ -327,7 +359,8 @@ impl Allocator {
         })
     }
 
-    /// Re-allocates from scratch (a node came or went, priorities changed).
+    /// Takes in what changed around the sessions (a node came or went, priorities
+    /// changed): they move where that pays more than the change cost.
     pub fn rebalance(&mut self, state: &State) -> Result<Decision, SolveError> {
         Ok(Decision {
             moves: self.sync(state)?,
@@ -344,6 +377,26 @@ fn shadow_prices(explanation: &Explanation) -> Vec<(String, f64)> {
             .collect(),
         Explanation::Rejected { .. } => Vec::new(),
     }
+}
+
+/// The set-point a live session holds, as a choice in its only option. `None` when it
+/// lies below the session's minimum or has another number of dimensions.
+fn held_setpoint(state: &State, session: &Session, options: &Options) -> Option<SetPointRef> {
+    let record = state.sessions.get(&SessionId(session.id.parse().ok()?))?;
+    let (_, _, minimum) = options.spaces.first()?;
+    if record.setpoint.len() != minimum.len() {
+        return None;
+    }
+    let levels = record
+        .setpoint
+        .iter()
+        .zip(minimum)
+        .map(|(&level, &min)| level.checked_sub(min).map(|l| l as usize))
+        .collect::<Option<Vec<_>>>()?;
+    Some(SetPointRef {
+        space: 0,
+        point: PointChoice::Levels(levels),
+    })
 }
 
 /// Whether the Q-RAM state still describes the live sessions: same resources and

@@ -143,13 +143,22 @@ levels = [{ name = "10fps", value = 10, utility = 0.2 }]
         Duration::from_secs(30),
         || (!alive(old_mover) && !alive(old_pinned)).then_some(()),
     );
+    // The processes may be gone a moment before Sesco records the reconciliation.
     let lost_seq = lost["seq"].as_u64().unwrap();
-    let stopped: u64 = cluster
-        .events()
-        .iter()
-        .filter(|e| e["node"] == "node-a" && e["seq"].as_u64().unwrap() > lost_seq)
-        .filter_map(|e| e["kind"]["NodeReconciled"]["stopped"].as_u64())
-        .sum();
+    let stopped_since_lost = || -> Option<u64> {
+        let events = cluster.events();
+        let stopped: u64 = events
+            .iter()
+            .filter(|e| e["node"] == "node-a" && e["seq"].as_u64().unwrap() > lost_seq)
+            .filter_map(|e| e["kind"]["NodeReconciled"]["stopped"].as_u64())
+            .sum();
+        (stopped >= 2).then_some(stopped)
+    };
+    let stopped = wait_for(
+        "node-a's reconciliation to be recorded",
+        Duration::from_secs(10),
+        stopped_since_lost,
+    );
     assert_eq!(stopped, 2, "node-a's reconciliation stops both leftovers");
 
     // Exactly one incarnation of the mover runs, on node-b, and node-a holds nothing.

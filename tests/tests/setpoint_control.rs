@@ -339,3 +339,80 @@ levels = [{{ name = "only", utility = 100.0 }}]
         "a rejected newcomer changes nothing"
     );
 }
+
+#[test]
+fn an_admin_change_of_priorities_moves_set_points_shrinking_before_growing() {
+    let cluster = Cluster::start();
+    add_probe_app(&cluster, "probe", "");
+    let capacity = cluster.cpu_capacity("node-a");
+    let (high, mid) = (capacity * 0.6, capacity * 0.3);
+
+    // Alice's group weighs twice as much as bob's: she gets high, he gets mid.
+    let a = cluster.request(ALICE, &["probe"]);
+    let b = cluster.request(BOB, &["probe"]);
+    let (a_id, b_id) = (a["id"].as_u64().unwrap(), b["id"].as_u64().unwrap());
+    let level = |id: u64| cluster.show(id)["setpoint"]["levels"][0]["level"].clone();
+    assert_eq!(
+        (level(a_id), level(b_id)),
+        ("high".into(), "mid".into()),
+        "{:#}\n{:#}",
+        cluster.show(a_id),
+        cluster.show(b_id)
+    );
+    wait_probe_line(&cluster, a_id, "Initial");
+    wait_probe_line(&cluster, b_id, "Initial");
+
+    // The students' group now weighs four times as much: the two swap.
+    let admin_password = std::fs::read_to_string(cluster.admin_password_file()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin = arq::client::Client::connect(
+            &cluster.client_addr(),
+            arq::client::Credentials::Password {
+                user: "admin".into(),
+                password: admin_password.trim().into(),
+            },
+        )
+        .await
+        .unwrap();
+        let mut students = admin
+            .list_groups()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|g| g.name == "students")
+            .unwrap();
+        students.priority = 4.0;
+        admin.put_group(students).await.unwrap();
+    });
+    wait_for("the set-points to swap", Duration::from_secs(15), || {
+        (level(a_id) == "mid" && level(b_id) == "high").then_some(())
+    });
+    assert!(close(kernel_cpu(&cluster.show(a_id)), mid));
+    assert!(close(kernel_cpu(&cluster.show(b_id)), high));
+
+    // Alice was told and shrunk before bob grew; bob grew before he was told.
+    let lower = wait_probe_line(&cluster, a_id, "Lower");
+    let raise = wait_probe_line(&cluster, b_id, "Raise");
+    assert!(
+        close(lower["kernel_cpu"].as_f64().unwrap(), high),
+        "{lower}"
+    );
+    assert!(
+        close(raise["kernel_cpu"].as_f64().unwrap(), high),
+        "{raise}"
+    );
+    let events = cluster.events();
+    let a_shrunk = seqs(&events, a_id, "ReservationShrunk", None);
+    let b_grown = seqs(&events, b_id, "ReservationGrown", None);
+    let b_told = seqs(&events, b_id, "SetPointSent", Some("Raise"));
+    assert_eq!(
+        (a_shrunk.len(), b_grown.len(), b_told.len()),
+        (1, 1, 1),
+        "{events:#?}"
+    );
+    assert!(
+        a_shrunk[0] < b_grown[0] && b_grown[0] < b_told[0],
+        "{events:#?}"
+    );
+}
