@@ -178,39 +178,57 @@ pub fn deadline_job(jobs: u64, work: Duration) -> DeadlineReport {
     report
 }
 
+/// Jobs whose least-delayed start anchors a grid of releases.
+const ANCHOR_JOBS: usize = 50;
+
 /// Fills in the miss analysis from job start/end timestamps (ns).
+///
+/// Releases stay on a grid of the period until the kernel resets the task's deadline
+/// (it found the deadline already past at a replenishment: the task did not run for a
+/// while, e.g. its CPU was taken away); from then on the grid is shifted. So the jobs are
+/// cut into segments after every late job, and each segment's grid is anchored anew at
+/// the least-delayed start among its first jobs. One disruption then counts the jobs it
+/// really made late or skipped, not every job after it.
 pub fn analyse(report: &mut DeadlineReport, starts: &[u64], ends: &[u64]) {
     if starts.is_empty() {
         return;
     }
     let p = report.period_ns as f64;
-    let s0 = starts[0];
-    let idx: Vec<u64> = starts
-        .iter()
-        .map(|s| ((s - s0) as f64 / p).round() as u64)
-        .collect();
-    let mut skipped = 0;
-    for w in idx.windows(2) {
-        skipped += w[1].saturating_sub(w[0]).saturating_sub(1);
-    }
-    let phase = starts
-        .iter()
-        .zip(&idx)
-        .map(|(s, j)| *s as f64 - *j as f64 * p)
-        .fold(f64::INFINITY, f64::min);
-    let mut late = 0;
+    let d = report.deadline_ns as f64;
+    // The grid's origin: the least `start − j·P` over the first jobs from `from`.
+    let anchor = |from: usize| -> f64 {
+        let s0 = starts[from] as f64;
+        starts[from..(from + ANCHOR_JOBS).min(starts.len())]
+            .iter()
+            .map(|&s| s as f64 - ((s as f64 - s0) / p).round() * p)
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut phase = anchor(0);
+    let mut previous: Option<u64> = None;
+    let (mut skipped, mut late) = (0, 0);
     let mut worst_resp: f64 = 0.0;
     let mut worst_delay: f64 = 0.0;
-    for ((s, e), j) in starts.iter().zip(ends).zip(&idx) {
-        let release = phase + *j as f64 * p;
-        let deadline = release + report.deadline_ns as f64;
-        if *e as f64 > deadline {
-            late += 1;
+    for (k, (&s, &e)) in starts.iter().zip(ends).enumerate() {
+        // Starts are never before their release: the period is the one begun last
+        // (with a little room for rounding).
+        let j = ((s as f64 - phase) / p + 1e-3).floor().max(0.0) as u64;
+        if let Some(previous) = previous {
+            skipped += j.saturating_sub(previous).saturating_sub(1);
         }
-        worst_resp = worst_resp.max(*e as f64 - release);
-        worst_delay = worst_delay.max(*s as f64 - release);
+        let release = phase + j as f64 * p;
+        worst_resp = worst_resp.max(e as f64 - release);
+        worst_delay = worst_delay.max(s as f64 - release);
+        previous = Some(j);
+        if e as f64 > release + d {
+            late += 1;
+            if k + 1 < starts.len() {
+                phase = anchor(k + 1);
+                previous = None;
+            }
+        }
     }
-    report.periods_spanned = idx.last().copied().unwrap_or(0) + 1;
+    let spanned = ((starts[starts.len() - 1] - starts[0]) as f64 / p).round() as u64 + 1;
+    report.periods_spanned = spanned;
     report.skipped_periods = skipped;
     report.late_jobs = late;
     report.misses = late + skipped;
@@ -275,5 +293,31 @@ mod tests {
         assert_eq!(r.skipped_periods, 1);
         assert_eq!(r.late_jobs, 1);
         assert_eq!(r.misses, 2);
+    }
+
+    #[test]
+    fn a_shifted_grid_costs_the_jobs_it_made_late_not_every_one_after() {
+        let mut r = report();
+        // 1,000 periods; at job 500 the task is stalled for 25 ms: that job ends late,
+        // the kernel resets its deadline, and releases continue 3.7 ms later in the period.
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        for k in 0..1000u64 {
+            let start = match k {
+                ..500 => k * 10_000_000 + 20_000,
+                500 => 500 * 10_000_000 + 20_000,
+                _ => 5_028_000_000 + (k - 501) * 10_000_000 + 3_700_000,
+            };
+            starts.push(start);
+            ends.push(if k == 500 {
+                start + 26_000_000
+            } else {
+                start + 1_000_000
+            });
+        }
+        analyse(&mut r, &starts, &ends);
+        assert_eq!(r.late_jobs, 1, "{r:?}");
+        assert_eq!(r.skipped_periods, 0, "{r:?}");
+        assert_eq!(r.misses, 1);
     }
 }
