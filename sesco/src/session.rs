@@ -64,7 +64,7 @@ pub struct SessionRecord {
 }
 
 /// Stands in for a record's variant between reading the record and reading its variant.
-fn unloaded_variant() -> Arc<VariantDef> {
+pub(crate) fn unloaded_variant() -> Arc<VariantDef> {
     Arc::new(VariantDef {
         name: String::new(),
         description: String::new(),

@@ -88,6 +88,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let store = Self { conn };
+        store.migrate()?;
         match store.meta("schema_version")? {
             None => store.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
             Some(found) => {
@@ -101,6 +102,36 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Brings a database written by an earlier version up to this schema, in one
+    /// transaction: sessions' variants, once inside each record, get a column of their
+    /// own (records are rewritten often; the variant never changes).
+    fn migrate(&self) -> Result<()> {
+        let has_variant = self
+            .conn
+            .prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'variant'")?
+            .exists([])?;
+        if has_variant {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute_batch("ALTER TABLE sessions ADD COLUMN variant TEXT NOT NULL DEFAULT 'null'")?;
+        let rows: Vec<(i64, String)> = tx
+            .prepare("SELECT id, record FROM sessions")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, record) in rows {
+            let record: serde_json::Value = serde_json::from_str(&record)?;
+            let variant = record.get("variant").cloned().unwrap_or_default();
+            tx.execute(
+                "UPDATE sessions SET variant = ?1 WHERE id = ?2",
+                params![variant.to_string(), id],
+            )?;
+        }
+        tx.commit()?;
+        tracing::info!("database migrated: session variants in a column of their own");
+        Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -469,4 +500,46 @@ fn put_json<T: serde::Serialize>(
     );
     conn.execute(&sql, params![name, serde_json::to_string(value)?])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_from_before_the_variant_column_is_migrated_and_keeps_its_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sesco.db");
+        let mut variant = (*crate::session::unloaded_variant()).clone();
+        variant.name = "h264".into();
+        let record = serde_json::json!({
+            "id": 7, "user": "alice", "application": "encoder", "variant": variant,
+            "weight": 2.0, "minimum": [0, 0], "setpoint": [1, 2], "processes": [],
+            "state": "Running", "setpoint_sequence": 3, "created_ms": 1, "ended_ms": null,
+            "end_reason": null, "request_key": null
+        });
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE sessions (id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL,
+                 live INTEGER NOT NULL, request_key TEXT, record TEXT NOT NULL);",
+            )
+            .unwrap();
+            old.execute(
+                "INSERT INTO sessions (id, user, live, request_key, record) VALUES (7, 'alice', 1, NULL, ?1)",
+                [record.to_string()],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let live = store.load_live_sessions().unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].variant.name, "h264");
+        assert_eq!(live[0].setpoint, vec![1, 2]);
+        // A record written again no longer carries its variant, and loses nothing.
+        store.save_session(&live[0]).unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.load_live_sessions().unwrap()[0].variant.name, "h264");
+    }
 }
