@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use arq::client::{Client, Credentials};
 use arq::proto::message::Identity;
 use arq::proto::session::{AdmissionOutcome, SessionRequest};
 use sesco_e2e::{ALICE, Cluster, binary};
@@ -39,13 +38,7 @@ fn main() {
     let cluster = Cluster::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime
-        .block_on(Client::connect(
-            &cluster.addr,
-            Credentials::Password {
-                user: ALICE.0.into(),
-                password: ALICE.1.into(),
-            },
-        ))
+        .block_on(cluster.sign_in(ALICE))
         .expect("alice signs in");
     let request = || SessionRequest {
         application: "telemetry".into(),

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arq::client::{Client, Credentials};
+use arq::client::Client;
 use arq::proto::control::{SetPointAck, SetPointDirection};
 use arq::proto::message::{Hello, Reply, Request, Role};
 use arq::proto::peer::{self, Incoming};
@@ -110,17 +110,7 @@ levels = [{{ name = "only", utility = 1000.0 }}]
         big = capacity - 1.0 - 0.0001
     ));
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sign_in = |(user, password): (&str, &str)| {
-        runtime
-            .block_on(Client::connect(
-                &cluster.addr,
-                Credentials::Password {
-                    user: user.into(),
-                    password: password.into(),
-                },
-            ))
-            .unwrap()
-    };
+    let sign_in = |who| runtime.block_on(cluster.sign_in(who)).unwrap();
     let alice = sign_in(ALICE);
     let bob = sign_in(BOB);
     let request = |client: &Client, application: &str| {

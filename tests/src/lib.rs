@@ -13,6 +13,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// An application whose one process sleeps and registers no control port: sessions that
+/// cost next to nothing. Add it with [`Cluster::add_to_world`].
+pub const IDLE_APPLICATION: &str = r#"
+[[applications]]
+name = "idle"
+[[applications.variants]]
+name = "sleep"
+[[applications.variants.processes]]
+name = "sleep"
+command = ["sleep", "3600"]
+cpu = 0.05
+memory_mb = 8
+[[applications.variants.dimensions]]
+name = "level"
+levels = [{ name = "only", utility = 0.5 }]
+"#;
+
 /// Unix accounts of the demo world.
 pub const DEMO_ACCOUNTS: [&str; 3] = ["sesco-admin", "sesco-alice", "sesco-bob"];
 /// Demo users' passwords (see scripts/demo-world.toml).
@@ -525,6 +542,32 @@ impl Cluster {
         self.data_dir().join("admin-password")
     }
 
+    /// The first admin, as a `(user, password)` pair like [`ALICE`] and [`BOB`].
+    pub fn admin(&self) -> (&'static str, String) {
+        let password =
+            std::fs::read_to_string(self.admin_password_file()).expect("the admin's password file");
+        ("admin", password.trim().to_string())
+    }
+
+    /// Signs `user` in through the client library, over TLS when the cluster speaks it.
+    pub async fn sign_in(
+        &self,
+        (user, password): (&str, &str),
+    ) -> arq::client::Result<arq::client::Client> {
+        let tls = self.tls_ca().map(|ca| {
+            sesco_proto::transport::ClientTls::from_ca_file(&ca).expect("the cluster's CA")
+        });
+        arq::client::Client::connect_with(
+            &self.client_addr(),
+            arq::client::Credentials::Password {
+                user: user.into(),
+                password: password.into(),
+            },
+            tls.as_ref(),
+        )
+        .await
+    }
+
     fn password_file(&self, user: &str, password: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{user}.password"));
         std::fs::write(&path, password).expect("password file");
@@ -630,6 +673,30 @@ impl Cluster {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Session `id`'s events as `who` sees them, oldest first: `arq watch` followed to the
+    /// session's end.
+    pub fn watch_until_ended(&self, who: (&str, &str), id: u64) -> Vec<Value> {
+        let id = id.to_string();
+        let out = self.arq(
+            who,
+            &[
+                "--output",
+                "json",
+                "watch",
+                "--since",
+                "0",
+                "--session",
+                &id,
+                "--until-ended",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON event per line"))
+            .collect()
     }
 
     /// Requests a session as `who` and returns the admitted session's JSON.

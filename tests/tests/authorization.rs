@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use arq::client::{Client, ClientError, Credentials as UserCredentials};
-use sesco_e2e::{ALICE, BOB, Cluster, ClusterOptions, alive, text};
+use sesco_e2e::{ALICE, BOB, Cluster, ClusterOptions, IDLE_APPLICATION, alive, text};
 use sesco_proto::message::{
     AdminRequest, Credentials, Hello, Identity, Reply, Request, Role, SessionFilter,
 };
@@ -131,18 +131,7 @@ fn a_user_may_not_touch_the_world_or_other_users_sessions() {
 fn a_watcher_sees_only_its_own_sessions() {
     let cluster = Cluster::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sign_in = |(user, password): (&str, &str)| {
-        runtime
-            .block_on(Client::connect(
-                &cluster.client_addr(),
-                UserCredentials::Password {
-                    user: user.into(),
-                    password: password.into(),
-                },
-            ))
-            .unwrap()
-    };
-    let mut bob = sign_in(BOB);
+    let mut bob = runtime.block_on(cluster.sign_in(BOB)).unwrap();
     let (_, mut events) = runtime.block_on(bob.watch(None)).unwrap();
     let alices = cluster.request(ALICE, &["encoder"]);
     let bobs = cluster.request(BOB, &["telemetry", "--variant", "batch"]);
@@ -180,22 +169,7 @@ fn a_watcher_sees_only_its_own_sessions() {
 fn nodes_and_applications_may_only_speak_their_own_part() {
     let cluster = Cluster::start();
     // A session whose process registers no control port: this test speaks for it.
-    cluster.add_to_world(
-        r#"
-[[applications]]
-name = "idle"
-[[applications.variants]]
-name = "sleep"
-[[applications.variants.processes]]
-name = "sleep"
-command = ["sleep", "3600"]
-cpu = 0.05
-memory_mb = 8
-[[applications.variants.dimensions]]
-name = "level"
-levels = [{ name = "only", utility = 0.5 }]
-"#,
-    );
+    cluster.add_to_world(IDLE_APPLICATION);
     let alices = cluster.request(ALICE, &["idle"]);
     let session = SessionId(alices["id"].as_u64().unwrap());
     let pid = alices["processes"][0]["pid"].as_u64().unwrap() as u32;
@@ -368,15 +342,7 @@ fn tokens_expire_and_a_password_change_revokes_them() {
             UserCredentials::Token(token),
         ))
     };
-    let alice = runtime
-        .block_on(Client::connect(
-            &cluster.client_addr(),
-            UserCredentials::Password {
-                user: ALICE.0.into(),
-                password: ALICE.1.into(),
-            },
-        ))
-        .unwrap();
+    let alice = runtime.block_on(cluster.sign_in(ALICE)).unwrap();
     let first = token(&alice);
     assert!(by_token(first.clone()).is_ok(), "a fresh token signs in");
     std::thread::sleep(Duration::from_millis(2500));
@@ -391,15 +357,7 @@ fn tokens_expire_and_a_password_change_revokes_them() {
         ),
     }
     // A new token, then the admin changes alice's password: the token is revoked.
-    let again = runtime
-        .block_on(Client::connect(
-            &cluster.client_addr(),
-            UserCredentials::Password {
-                user: ALICE.0.into(),
-                password: ALICE.1.into(),
-            },
-        ))
-        .unwrap();
+    let again = runtime.block_on(cluster.sign_in(ALICE)).unwrap();
     let second = token(&again);
     let new_password = cluster.dir.path().join("new-password");
     std::fs::write(&new_password, "a-brand-new-password").unwrap();

@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use arq::client::{Client, Credentials};
 use arq::proto::session::{AdmissionOutcome, SessionRequest};
-use sesco_e2e::{ALICE, Cluster, uid_of};
+use sesco_e2e::{ALICE, Cluster, IDLE_APPLICATION, uid_of};
 
 const CYCLES: usize = 2000;
 const WARM_UP: usize = 50;
@@ -87,35 +86,12 @@ fn footprint(cluster: &Cluster, sesco: u32, lrmd: u32, uid: u32) -> Footprint {
 #[test]
 fn thousands_of_admit_terminate_cycles_leak_nothing() {
     let cluster = Cluster::start();
-    cluster.add_to_world(
-        r#"
-[[applications]]
-name = "idle"
-[[applications.variants]]
-name = "sleep"
-[[applications.variants.processes]]
-name = "sleep"
-command = ["sleep", "3600"]
-cpu = 0.05
-memory_mb = 8
-[[applications.variants.dimensions]]
-name = "level"
-levels = [{ name = "only", utility = 0.5 }]
-"#,
-    );
+    cluster.add_to_world(IDLE_APPLICATION);
     let sesco = cluster.sesco.as_ref().unwrap().id();
     let lrmd = cluster.node("node-a").child.as_ref().unwrap().id();
     let uid = uid_of("sesco-alice");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let client = runtime
-        .block_on(Client::connect(
-            &cluster.client_addr(),
-            Credentials::Password {
-                user: ALICE.0.into(),
-                password: ALICE.1.into(),
-            },
-        ))
-        .unwrap();
+    let client = runtime.block_on(cluster.sign_in(ALICE)).unwrap();
     let cycle = || {
         runtime.block_on(async {
             let outcome = client

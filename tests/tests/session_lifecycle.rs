@@ -166,27 +166,10 @@ fn a_process_that_exits_by_itself_ends_its_session_with_its_status_and_watch_sho
     add_short_lived_apps(&cluster);
     for (app, state) in [("short", "Finished"), ("crash", "Failed")] {
         let session = cluster.request(BOB, &[app]);
-        let id = session["id"].as_u64().unwrap().to_string();
+        let id = session["id"].as_u64().unwrap();
         let pid = pid_of(&session);
         // `arq watch` follows the session to its end.
-        let out = cluster.arq(
-            BOB,
-            &[
-                "--output",
-                "json",
-                "watch",
-                "--since",
-                "0",
-                "--session",
-                &id,
-                "--until-ended",
-            ],
-        );
-        assert!(out.status.success(), "{}", text(&out));
-        let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events = cluster.watch_until_ended(BOB, id);
         let exited = events
             .iter()
             .find(|e| e["kind"].get("ProcessExited").is_some())
@@ -196,7 +179,7 @@ fn a_process_that_exits_by_itself_ends_its_session_with_its_status_and_watch_sho
         let ended = events.last().unwrap();
         assert_eq!(ended["kind"]["SessionEnded"]["state"], state, "{ended}");
 
-        let shown = cluster.show(id.parse().unwrap());
+        let shown = cluster.show(id);
         assert_eq!(shown["state"], state);
         assert!(!alive(pid));
         wait_for("its cgroups to go", Duration::from_secs(5), || {

@@ -363,18 +363,10 @@ fn an_admin_change_of_priorities_moves_set_points_shrinking_before_growing() {
     wait_probe_line(&cluster, b_id, "Initial");
 
     // The students' group now weighs four times as much: the two swap.
-    let admin_password = std::fs::read_to_string(cluster.admin_password_file()).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let admin = arq::client::Client::connect(
-            &cluster.client_addr(),
-            arq::client::Credentials::Password {
-                user: "admin".into(),
-                password: admin_password.trim().into(),
-            },
-        )
-        .await
-        .unwrap();
+        let (admin, password) = cluster.admin();
+        let admin = cluster.sign_in((admin, &password)).await.unwrap();
         let mut students = admin
             .list_groups()
             .await

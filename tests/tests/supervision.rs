@@ -29,28 +29,6 @@ levels = [{{ name = "10fps", value = 10, utility = 0.2 }}]
     )
 }
 
-/// The session's events, oldest first, once it has ended.
-fn events_until_ended(cluster: &Cluster, id: u64) -> Vec<Value> {
-    let out = cluster.arq(
-        BOB,
-        &[
-            "--output",
-            "json",
-            "watch",
-            "--since",
-            "0",
-            "--session",
-            &id.to_string(),
-            "--until-ended",
-        ],
-    );
-    assert!(out.status.success(), "{}", sesco_e2e::text(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn kinds<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -93,7 +71,7 @@ fn each_restart_policy_handles_a_crash_loop_and_leaves_nothing() {
     ] {
         let session = cluster.request(BOB, &[application]);
         let id = session["id"].as_u64().unwrap();
-        let events = events_until_ended(&cluster, id);
+        let events = cluster.watch_until_ended(BOB, id);
         let started = kinds(&events, "ProcessStarted");
         let restarting = kinds(&events, "ProcessRestarting");
         assert_eq!(restarting.len(), restarts, "{application}: {events:#?}");
