@@ -172,27 +172,18 @@ impl Allocator {
         };
         self.qram = None;
         self.options = live.into_iter().map(|(s, o)| (s.id, o)).collect();
-        let rebuilt = match held {
-            Some(held) => {
-                match QramState::from_assignment(
-                    problem.clone(),
-                    held,
-                    IncrementalOptions::default(),
-                ) {
-                    Ok(mut qram) => {
-                        qram.settle()?;
-                        Some(qram)
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "what runs no longer fits as it is; solving again from scratch");
-                        None
-                    }
-                }
-            }
-            None => None,
-        };
+        let rebuilt = held.and_then(|held| {
+            QramState::from_assignment(problem.clone(), held, IncrementalOptions::default())
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "what runs no longer fits as it is; solving again from scratch")
+                })
+                .ok()
+        });
         let qram = match rebuilt {
-            Some(qram) => qram,
+            Some(mut qram) => {
+                qram.settle()?;
+                qram
+            }
             None => QramState::new(problem, IncrementalOptions::default())?,
         };
         let moves = self.current_moves(&qram, state);

@@ -25,7 +25,7 @@ use crate::auth;
 use crate::coordinator::{Coordinator, Principal, internal, now_ms};
 use crate::limits;
 use crate::session::{
-    ProcessRecord, SessionRecord, parse_minimum, process_reservation, setpoint_view,
+    SessionRecord, parse_minimum, pending_processes, process_reservation, setpoint_view,
 };
 
 /// How a reservation moves between two set-points.
@@ -170,25 +170,7 @@ impl Coordinator {
             weight: newcomer.weight,
             minimum,
             setpoint: placement.setpoint.clone(),
-            processes: placement
-                .placement
-                .iter()
-                .enumerate()
-                .map(|(i, node)| ProcessRecord {
-                    node: node.clone(),
-                    pid: None,
-                    cgroups: Vec::new(),
-                    reservation: process_reservation(&variant, i, &placement.setpoint),
-                    state: ProcessState::Pending,
-                    exit: None,
-                    restarts: 0,
-                    acked_sequence: 0,
-                    usage: None,
-                    achieved: Vec::new(),
-                    token_hash: String::new(),
-                    started_ms: None,
-                })
-                .collect(),
+            processes: pending_processes(&variant, &placement.placement, &placement.setpoint, 0),
             variant: Arc::new(variant),
             state: SessionState::Starting,
             setpoint_sequence: 1,

@@ -203,6 +203,34 @@ pub fn process_reservation(variant: &VariantDef, process: usize, setpoint: &[u32
     }
 }
 
+/// The processes of `variant` placed on `placement` (a node per process) at `setpoint`,
+/// not started yet, with `restarts` restarts behind them.
+pub fn pending_processes(
+    variant: &VariantDef,
+    placement: &[String],
+    setpoint: &[u32],
+    restarts: u32,
+) -> Vec<ProcessRecord> {
+    placement
+        .iter()
+        .enumerate()
+        .map(|(i, node)| ProcessRecord {
+            node: node.clone(),
+            pid: None,
+            cgroups: Vec::new(),
+            reservation: process_reservation(variant, i, setpoint),
+            state: ProcessState::Pending,
+            exit: None,
+            restarts,
+            acked_sequence: 0,
+            usage: None,
+            achieved: Vec::new(),
+            token_hash: String::new(),
+            started_ms: None,
+        })
+        .collect()
+}
+
 /// Parses `dim=level,dim=level` into level indices over the variant's dimensions.
 /// Dimensions not named get their lowest level.
 pub fn parse_minimum(

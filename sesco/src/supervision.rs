@@ -16,7 +16,7 @@ use sesco_proto::world::RestartMode;
 
 use crate::admission::{Allocator, Newcomer};
 use crate::coordinator::{Coordinator, now_ms};
-use crate::session::{ProcessRecord, process_reservation};
+use crate::session::pending_processes;
 
 /// A run this long counts as healthy: the restart count starts again.
 const HEALTHY_RUN_MS: u64 = 60_000;
@@ -293,25 +293,12 @@ impl Coordinator {
             record.setpoint = placement.setpoint.clone();
             record.setpoint_sequence += 1;
             record.state = SessionState::Restarting;
-            record.processes = placement
-                .placement
-                .iter()
-                .enumerate()
-                .map(|(i, node)| ProcessRecord {
-                    node: node.clone(),
-                    pid: None,
-                    cgroups: Vec::new(),
-                    reservation: process_reservation(&record.variant, i, &placement.setpoint),
-                    state: ProcessState::Pending,
-                    exit: None,
-                    restarts: attempt,
-                    acked_sequence: 0,
-                    usage: None,
-                    achieved: Vec::new(),
-                    token_hash: String::new(),
-                    started_ms: None,
-                })
-                .collect();
+            record.processes = pending_processes(
+                &record.variant,
+                &placement.placement,
+                &placement.setpoint,
+                attempt,
+            );
         });
         self.state().controls.retain(|(s, _), _| *s != id);
         self.emit(
