@@ -6,9 +6,10 @@
 //! Candidates are the listed set-points that fit the capacities on their own,
 //! and for a product space the points on its majorant walks. Session `s` owns
 //! the candidates `first[s]..first[s + 1]`; within a session a candidate is
-//! named by its local index `c`. Each session's candidates are also listed by
-//! decreasing value (`order`), which does not depend on prices, so that the
-//! majorant under any price vector is built without sorting.
+//! named by its local index `c`, and they are stored by decreasing value
+//! (which does not depend on prices), so that the majorant under any price
+//! vector is built without sorting and every scan for the best candidate that
+//! fits reads one session's rows front to back.
 //!
 //! A session may be *pinned* at a set-point of a product space (where it runs
 //! now, which the walks need not visit): its candidates then also include the
@@ -60,11 +61,9 @@ pub(crate) struct Catalog {
     index: Vec<u32>,
     product: Vec<bool>,
     levels: Vec<u32>,
-    /// Per candidate slot of each session: local indices by decreasing value.
-    pub order: Vec<u32>,
     /// Scratch of `push`: column of each resource in the session's rows.
     column: Vec<u32>,
-    keys: Vec<(u64, u32)>,
+    keys: Vec<u64>,
 }
 
 impl Catalog {
@@ -109,7 +108,6 @@ impl Catalog {
             index: Vec::with_capacity(points),
             product: Vec::with_capacity(points),
             levels: Vec::new(),
-            order: Vec::with_capacity(points),
         };
         cat.first.push(0);
         cat.rfirst.push(0);
@@ -183,6 +181,14 @@ impl Catalog {
             .zip(amt)
             .map(|(&r, &a)| prices[r as usize] * a)
             .sum()
+    }
+
+    /// Whether candidate `c` of session `s` fits in `room` (from
+    /// [`Assignment::room`] for that session).
+    #[inline]
+    pub fn fits_room(&self, s: usize, c: u32, room: &[f64]) -> bool {
+        let (_, row) = self.demand(s, c);
+        row.iter().zip(room).all(|(&a, &r)| a <= r)
     }
 
     /// Amount of resource `r` that candidate `c` of session `s` demands.
@@ -414,18 +420,58 @@ impl Catalog {
         self.afirst.push(self.amt.len() as u32);
         self.weight.push(weight);
         self.required.push(session.required);
-        // local indices by decreasing value (ties: lower index first); values
-        // are ≥ 0, so the bits of the value order like the value
+        self.sort_by_value(start, end, a0, self.res.len() - r0);
+        true
+    }
+
+    /// Sorts the candidates `start..end` (one session's, whose rows start at
+    /// `a0` and are `w` wide) by decreasing value, ties by the order they were
+    /// listed in, moving every per-candidate array and the rows with them.
+    fn sort_by_value(&mut self, start: usize, end: usize, a0: usize, w: usize) {
+        let values = &self.value[start..end];
+        if values.windows(2).all(|p| p[0] >= p[1]) {
+            // listed in order already
+            return;
+        }
+        // one integer key per candidate: values are ≥ 0, so the complement of
+        // their bits orders them by decreasing value; the lowest bits give way
+        // to the index, which breaks ties (and orders values closer than a few
+        // parts in 10^13 as ties)
+        let bits = u32::BITS - (values.len() as u32).leading_zeros();
+        let mask = (1u64 << bits) - 1;
         self.keys.clear();
         self.keys.extend(
-            self.value[start..end]
+            values
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (!v.to_bits(), i as u32)),
+                .map(|(i, v)| (!v.to_bits() & !mask) | i as u64),
         );
         self.keys.sort_unstable();
-        self.order.extend(self.keys.iter().map(|k| k.1));
-        true
+        let rank = |k: &u64| (k & mask) as usize;
+        fn permute<T: Copy>(
+            data: &mut [T],
+            keys: &[u64],
+            rank: impl Fn(&u64) -> usize,
+            scratch: &mut Vec<T>,
+        ) {
+            scratch.clear();
+            scratch.extend(keys.iter().map(|k| data[rank(k)]));
+            data.copy_from_slice(scratch);
+        }
+        let mut f = Vec::new();
+        permute(&mut self.value[start..end], &self.keys, rank, &mut f);
+        permute(&mut self.utility[start..end], &self.keys, rank, &mut f);
+        let mut u = Vec::new();
+        permute(&mut self.space[start..end], &self.keys, rank, &mut u);
+        permute(&mut self.index[start..end], &self.keys, rank, &mut u);
+        let mut b = Vec::new();
+        permute(&mut self.product[start..end], &self.keys, rank, &mut b);
+        f.clear();
+        for k in &self.keys {
+            let row = a0 + rank(k) * w;
+            f.extend_from_slice(&self.amt[row..row + w]);
+        }
+        self.amt[a0..a0 + f.len()].copy_from_slice(&f);
     }
 
     /// Removes the last session (undoes a [`Catalog::push`]).
@@ -447,7 +493,6 @@ impl Catalog {
         self.space.truncate(start);
         self.index.truncate(start);
         self.product.truncate(start);
-        self.order.truncate(start);
     }
 
     /// Demand entries plus candidates: the size of the input the solver reads.
@@ -540,6 +585,29 @@ impl Assignment {
             res.iter().zip(amt).zip(old).all(|((&r, &a), &o)| {
                 a <= o || self.usage[r as usize] - o + a <= cat.limit[r as usize]
             })
+        }
+    }
+
+    /// The room session `s` has on each of its resources (in the order of its
+    /// rows) if it gave up its current candidate: limit − usage + its own
+    /// amount. With it, [`Catalog::fits_room`] checks a candidate in one pass
+    /// over its row.
+    pub fn room(&self, cat: &Catalog, s: usize, out: &mut Vec<f64>) {
+        out.clear();
+        let res = cat.resources_of(s);
+        let cur = self.choice[s];
+        if cur == REJECT {
+            out.extend(
+                res.iter()
+                    .map(|&r| cat.limit[r as usize] - self.usage[r as usize]),
+            );
+        } else {
+            let (_, old) = cat.demand(s, cur);
+            out.extend(
+                res.iter()
+                    .zip(old)
+                    .map(|(&r, &o)| (cat.limit[r as usize] - self.usage[r as usize]) + o),
+            );
         }
     }
 
@@ -676,7 +744,7 @@ mod tests {
     use crate::generate::running_product_sessions;
 
     #[test]
-    fn a_pinned_point_off_the_walks_becomes_a_candidate_and_walks_keep_their_indices() {
+    fn a_pinned_point_off_the_walks_becomes_a_candidate_and_the_walks_stay() {
         let (problem, running) = running_product_sessions(1, 50, 2, 0.0);
         let prices = path_prices(&problem);
         let plain = Catalog::build(&problem, &prices, &[]).unwrap();
@@ -689,16 +757,47 @@ mod tests {
             }
             let c = pinned.find(s, pin).expect("the pin is a candidate");
             assert_eq!(&pinned.origin(s, c), pin);
-            // the walks come first, in the same order
-            assert!(pinned.len(s) >= plain.len(s));
+            // every point of the walks is still a candidate, of the same value
             for c in 0..plain.len(s) as u32 {
-                assert_eq!(plain.origin(s, c), pinned.origin(s, c));
-                assert_eq!(plain.value_of(s, c), pinned.value_of(s, c));
+                let there = pinned
+                    .find(s, &plain.origin(s, c))
+                    .expect("a walk's point is a candidate of the pinned session");
+                assert_eq!(plain.value_of(s, c), pinned.value_of(s, there));
             }
         }
         assert!(
             off_walks > 25,
             "only {off_walks} of 50 points were off the walks"
         );
+    }
+
+    #[test]
+    fn candidates_are_stored_by_decreasing_value_with_their_rows() {
+        let problem =
+            crate::generate::generate(7, &crate::generate::GeneratorConfig::new(30, (4, 20), 2, 4));
+        let cat = Catalog::build(&problem, &[], &[]).unwrap();
+        for s in 0..cat.sessions() {
+            let values: Vec<f64> = (0..cat.len(s) as u32).map(|c| cat.value_of(s, c)).collect();
+            assert!(
+                values.windows(2).all(|w| w[0] >= w[1]),
+                "session {s}: {values:?}"
+            );
+            for c in 0..cat.len(s) as u32 {
+                // the row moved with its candidate
+                let (utility, demand) = problem.point(s, &cat.origin(s, c)).expect("a set-point");
+                assert_eq!(cat.value_of(s, c), problem.sessions[s].weight * utility);
+                let mut demand: Vec<(usize, f64)> =
+                    demand.into_iter().filter(|d| d.1 > 0.0).collect();
+                demand.sort_by_key(|d| d.0);
+                let (res, amt) = cat.demand(s, c);
+                let row: Vec<(usize, f64)> = res
+                    .iter()
+                    .zip(amt)
+                    .filter(|d| *d.1 > 0.0)
+                    .map(|(&r, &a)| (r as usize, a))
+                    .collect();
+                assert_eq!(row, demand, "session {s} candidate {c}");
+            }
+        }
     }
 }

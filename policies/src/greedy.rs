@@ -56,6 +56,8 @@ pub(crate) struct Ascent {
     range: Vec<(u32, u32)>,
     rebuilds: Vec<u8>,
     stair: Vec<u32>,
+    /// The rebuilding session's room on its resources ([`Assignment::room`]).
+    room: Vec<f64>,
     heap: BinaryHeap<Step>,
     /// Per resource: the largest marginal utility (per unit of compound
     /// resource) of a step it blocked, 0 if it blocked none.
@@ -78,14 +80,17 @@ impl Ascent {
         };
         // staircase: by decreasing value, keep the points cheaper than all better ones
         self.stair.clear();
+        if only_fitting {
+            asg.room(cat, s, &mut self.room);
+        }
         let mut cheapest = f64::INFINITY;
-        for &c in &cat.order[base..base + cat.len(s)] {
+        for c in 0..cat.len(s) as u32 {
             let p = base + c as usize;
             if cat.value[p] <= v0 {
                 break;
             }
             let h = self.cost[p];
-            if h < cheapest && (!only_fitting || asg.fits(cat, s, c)) {
+            if h < cheapest && (!only_fitting || cat.fits_room(s, c, &self.room)) {
                 cheapest = h;
                 self.stair.push(c);
             }

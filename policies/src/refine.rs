@@ -57,7 +57,9 @@ fn change_cost(
 }
 
 /// Fill: moves each session (of `sessions`) to its most valuable candidate that
-/// fits, while that gains more than the change cost. Returns whether anything moved.
+/// fits, while that gains more than the change cost. Returns whether a move
+/// freed room on some resource (a session that moved to another placement):
+/// only then can another pass move more.
 pub(crate) fn fill(
     cat: &Catalog,
     asg: &mut Assignment,
@@ -66,7 +68,8 @@ pub(crate) fn fill(
     lim: &ExchangeLimits,
     work: &mut u64,
 ) -> bool {
-    let mut moved = false;
+    let mut freed = false;
+    let mut room = Vec::new();
     for &s in sessions {
         let here = cat.value_of(s, asg.choice[s]);
         let threshold =
@@ -74,20 +77,22 @@ pub(crate) fn fill(
         // by decreasing value: the first that fits is the best
         let base = cat.first[s] as usize;
         let mut looked = 0;
-        for &c in &cat.order[base..base + cat.len(s)] {
+        asg.room(cat, s, &mut room);
+        for c in 0..cat.len(s) as u32 {
             looked += 1;
             if cat.value[base + c as usize] <= threshold {
                 break;
             }
-            if c != asg.choice[s] && asg.fits(cat, s, c) {
+            if c != asg.choice[s] && cat.fits_room(s, c, &room) {
+                let old = cat.demand(s, asg.choice[s]).1;
+                freed |= cat.demand(s, c).1.iter().zip(old).any(|(&a, &o)| a < o);
                 asg.set(cat, s, c);
-                moved = true;
                 break;
             }
         }
         *work += looked;
     }
-    moved
+    freed
 }
 
 /// Sessions currently using each resource.
@@ -138,7 +143,7 @@ pub(crate) fn exchange(
         let old_b = cat.demand(b, cb).1;
         // (net gain, a, a2, b2)
         let mut best: Option<(f64, usize, u32, u32)> = None;
-        for &b2 in &cat.order[base_b..base_b + cat.len(b)] {
+        for b2 in 0..cat.len(b) as u32 {
             let gain = cat.value[base_b + b2 as usize] - vb - cost_b;
             if gain <= eps || best.is_some_and(|x| gain <= x.0) {
                 break; // by decreasing value: no later b2 can do better
@@ -197,7 +202,7 @@ pub(crate) fn exchange(
                     };
                     // by decreasing value, below the current one while the pair can still gain
                     let base_a = cat.first[a] as usize;
-                    for &a2 in &cat.order[base_a..base_a + cat.len(a)] {
+                    for a2 in 0..cat.len(a) as u32 {
                         let v = cat.value[base_a + a2 as usize];
                         if v >= va {
                             continue;
@@ -260,12 +265,12 @@ pub(crate) fn improve(
 ) {
     let mut work = 0u64;
     for _ in 0..8 {
-        let filled = fill(cat, asg, sessions, previous, lim, &mut work);
+        let freed = fill(cat, asg, sessions, previous, lim, &mut work);
         if work > lim.budget {
             break;
         }
         let exchanged = exchange(cat, asg, sessions, previous, lim, &mut work);
-        if !filled && !exchanged {
+        if !freed && !exchanged {
             break;
         }
     }

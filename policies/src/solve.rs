@@ -157,7 +157,8 @@ pub(crate) fn scarcity_prices(cat: &Catalog) -> Vec<f64> {
         if cat.len(s) == 0 {
             continue;
         }
-        let top = cat.order[cat.first[s] as usize];
+        // candidates are stored by decreasing value
+        let top = 0;
         let (res, amt) = cat.demand(s, top);
         for (&r, &a) in res.iter().zip(amt) {
             requested[r as usize] += a;
@@ -198,13 +199,18 @@ pub(crate) fn required_error(
     }
 }
 
-/// The local search's budget: a small multiple of the input size, and at
-/// least a fixed amount so that small problems get a thorough search (the
-/// floor costs well under a millisecond).
+/// The local search's budget: a small multiple of the input size, and for a
+/// small problem at least a fixed amount, so that it gets a thorough search
+/// (the floor costs well under a millisecond while the catalog fits in cache).
 pub(crate) fn default_limits(cat: &Catalog, options: &SolveOptions) -> ExchangeLimits {
-    let budget = options
-        .exchange_budget
-        .unwrap_or_else(|| (cat.work() / 8).max(EXCHANGE_FLOOR));
+    let budget = options.exchange_budget.unwrap_or_else(|| {
+        let work = cat.work();
+        if work <= SMALL_WORK {
+            (work / 8).max(EXCHANGE_FLOOR)
+        } else {
+            work / 8
+        }
+    });
     ExchangeLimits {
         budget,
         change_cost_absolute: 0.0,
@@ -212,13 +218,20 @@ pub(crate) fn default_limits(cat: &Catalog, options: &SolveOptions) -> ExchangeL
     }
 }
 
-/// Least work units of the local search (see [`default_limits`]).
+/// Least work units of the local search on a small problem (see [`default_limits`]).
 const EXCHANGE_FLOOR: u64 = 200_000;
 
 /// Work (in candidate-and-demand entries read) that re-pricing rounds and
 /// extra ascents may spend on a small problem: a fixed amount, a fraction of
 /// a millisecond; large problems get only the default rounds.
 const SEARCH_FLOOR: u64 = 2_000_000;
+
+/// Up to this much work (about 50,000 candidates, a catalog that stays in
+/// cache) a problem is small and gets the floors of search above; a larger one
+/// gets effort in proportion to its size only, which is where its utility is
+/// (one ascent under re-priced resources is within a fraction of a percent of
+/// the bound there, and restarts find nothing better).
+const SMALL_WORK: u64 = 250_000;
 
 /// What a full solve of a catalog gives.
 pub(crate) struct Solved {
@@ -287,7 +300,11 @@ pub(crate) fn solve_catalog(
     // 4. Small problems: more ascents under perturbed prices, each polished,
     //    as many as the fixed floor of work allows.
     if scale > 0.0 {
-        let starts = (SEARCH_FLOOR / (4 * work)).min(16);
+        let starts = if work <= SMALL_WORK {
+            (SEARCH_FLOOR / (4 * work)).min(16)
+        } else {
+            0
+        };
         let mut rng = crate::generate::SplitMix64::new(0x5eed);
         let mut trial_limits = limits;
         trial_limits.budget = (limits.budget / 4).max(1);
