@@ -529,6 +529,74 @@ impl Catalog {
             }
         }
     }
+
+    /// For every session, the candidate with the largest value − compound
+    /// resource under `prices` (the first such, so the more valuable on a tie)
+    /// and that net value: `each(s, net, c)`, `c` `None` for a session without
+    /// candidates (net −∞). One pass over the catalog, nothing stored.
+    pub fn best_net(&self, prices: &[f64], mut each: impl FnMut(usize, f64, Option<u32>)) {
+        for s in 0..self.sessions() {
+            let res = self.resources_of(s);
+            let (first, k) = (self.first[s] as usize, self.len(s));
+            let values = &self.value[first..first + k];
+            let a = self.afirst[s] as usize;
+            let rows = &self.amt[a..a + k * res.len()];
+            let (net, c) = match res.len() {
+                0 => values
+                    .iter()
+                    .enumerate()
+                    .fold((f64::NEG_INFINITY, None), |b, (i, &v)| {
+                        if v > b.0 { (v, Some(i as u32)) } else { b }
+                    }),
+                1 => best_net_rows::<1>(rows, values, res, prices),
+                2 => best_net_rows::<2>(rows, values, res, prices),
+                3 => best_net_rows::<3>(rows, values, res, prices),
+                4 => best_net_rows::<4>(rows, values, res, prices),
+                5 => best_net_rows::<5>(rows, values, res, prices),
+                6 => best_net_rows::<6>(rows, values, res, prices),
+                7 => best_net_rows::<7>(rows, values, res, prices),
+                8 => best_net_rows::<8>(rows, values, res, prices),
+                w => {
+                    let local: Vec<f64> = res.iter().map(|&r| prices[r as usize]).collect();
+                    let mut best = (f64::NEG_INFINITY, None);
+                    for (i, (row, &v)) in rows.chunks_exact(w).zip(values).enumerate() {
+                        let h: f64 = row.iter().zip(&local).map(|(a, p)| a * p).sum();
+                        if v - h > best.0 {
+                            best = (v - h, Some(i as u32));
+                        }
+                    }
+                    best
+                }
+            };
+            each(s, net, c);
+        }
+    }
+}
+
+/// The first row (of `W` amounts over the resources `res`) with the largest
+/// `value − row · prices`, and that net value (`(−∞, None)` for no rows).
+#[inline]
+fn best_net_rows<const W: usize>(
+    rows: &[f64],
+    values: &[f64],
+    res: &[u32],
+    prices: &[f64],
+) -> (f64, Option<u32>) {
+    let mut local = [0.0; W];
+    for (l, &r) in local.iter_mut().zip(res) {
+        *l = prices[r as usize];
+    }
+    let mut best = (f64::NEG_INFINITY, None);
+    for (i, (row, &v)) in rows.chunks_exact(W).zip(values).enumerate() {
+        let mut h = 0.0;
+        for k in 0..W {
+            h += row[k] * local[k];
+        }
+        if v - h > best.0 {
+            best = (v - h, Some(i as u32));
+        }
+    }
+    best
 }
 
 /// `row · prices` for every row of `W` amounts over the resources `res`.
@@ -799,5 +867,40 @@ mod tests {
                 assert_eq!(row, demand, "session {s} candidate {c}");
             }
         }
+    }
+
+    #[test]
+    fn best_net_picks_what_a_pass_over_the_costs_picks() {
+        let mut config = crate::generate::GeneratorConfig::new(60, (1, 24), 4, 4);
+        config.spanning = 0.5;
+        config.alternative = 0.5;
+        let problem = crate::generate::generate(11, &config);
+        let cat = Catalog::build(&problem, &[], &[]).unwrap();
+        let mut rng = crate::generate::SplitMix64::new(3);
+        let prices: Vec<f64> = cat
+            .capacity
+            .iter()
+            .map(|&c| rng.range_f64(0.0, 2.0) / c.max(1e-9))
+            .collect();
+        let mut cost = Vec::new();
+        cat.costs(&prices, &mut cost);
+        let mut widths = std::collections::BTreeSet::new();
+        let mut seen = 0;
+        cat.best_net(&prices, |s, net, c| {
+            seen += 1;
+            widths.insert(cat.resources_of(s).len());
+            let first = cat.first[s] as usize;
+            let mut want = (f64::NEG_INFINITY, None);
+            for i in 0..cat.len(s) {
+                let n = cat.value[first + i] - cost[first + i];
+                if n > want.0 {
+                    want = (n, Some(i as u32));
+                }
+            }
+            assert_eq!(c, want.1, "session {s}");
+            assert!((net - want.0).abs() <= 1e-9 * want.0.abs().max(1.0) || c.is_none());
+        });
+        assert_eq!(seen, cat.sessions());
+        assert!(widths.len() >= 3, "rows of too few widths: {widths:?}");
     }
 }

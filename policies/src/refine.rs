@@ -5,26 +5,18 @@
 use crate::catalog::{Assignment, Catalog, REJECT};
 
 /// Value of the Lagrangian relaxation at `prices` (per unit of each resource,
-/// all ≥ 0), given `cost`, the compound resource of every candidate under those
-/// prices: `Σ_r price·capacity + Σ_s max(0, max_c value − cost)` (without the 0
-/// for a required session). Any non-negative prices give an upper bound on the
-/// optimum.
-pub(crate) fn lagrangian_bound(cat: &Catalog, prices: &[f64], cost: &[f64]) -> f64 {
+/// all ≥ 0): `Σ_r price·capacity + Σ_s max(0, max_c value − cost)` (without
+/// the 0 for a required session), the cost of a candidate being its compound
+/// resource under `prices`. Any non-negative prices give an upper bound on the
+/// optimum. One pass over the catalog.
+pub(crate) fn lagrangian_bound(cat: &Catalog, prices: &[f64]) -> f64 {
     let mut total: f64 = prices.iter().zip(&cat.capacity).map(|(p, c)| p * c).sum();
-    for s in 0..cat.sessions() {
-        let (a, b) = (cat.first[s] as usize, cat.first[s + 1] as usize);
-        let mut best = if cat.required[s] {
-            f64::NEG_INFINITY
-        } else {
-            0.0
-        };
-        for (v, h) in cat.value[a..b].iter().zip(&cost[a..b]) {
-            best = best.max(v - h);
+    cat.best_net(prices, |s, net, _| {
+        let net = if cat.required[s] { net } else { net.max(0.0) };
+        if net.is_finite() {
+            total += net;
         }
-        if best.is_finite() {
-            total += best;
-        }
-    }
+    });
     total
 }
 
@@ -286,7 +278,6 @@ pub(crate) fn subgradient(
     start: &[f64],
     target: f64,
     iterations: usize,
-    cost: &mut Vec<f64>,
 ) -> (Vec<f64>, f64) {
     let m = cat.resources();
     // work in price per unit of capacity fraction, so that resources of any scale move alike
@@ -301,33 +292,22 @@ pub(crate) fn subgradient(
     let mut theta = 1.0;
     let mut stall = 0;
     for _ in 0..iterations {
-        cat.costs(&prices, cost);
         let mut value: f64 = lambda.iter().sum();
         grad.iter_mut().for_each(|g| *g = 1.0);
-        for s in 0..cat.sessions() {
-            let (a, b) = (cat.first[s] as usize, cat.first[s + 1] as usize);
-            let (mut top, mut arg) = if cat.required[s] {
-                (f64::NEG_INFINITY, usize::MAX)
-            } else {
-                (0.0, usize::MAX)
+        cat.best_net(&prices, |s, net, c| {
+            // a session is rejected unless it gains (a required one never is)
+            let Some(c) = c.filter(|_| cat.required[s] || net > 0.0) else {
+                return;
             };
-            for (i, (v, h)) in cat.value[a..b].iter().zip(&cost[a..b]).enumerate() {
-                if v - h > top {
-                    top = v - h;
-                    arg = a + i;
+            value += net;
+            let (res, amt) = cat.demand(s, c);
+            for (&r, &x) in res.iter().zip(amt) {
+                let cap = cat.capacity[r as usize];
+                if cap > 0.0 {
+                    grad[r as usize] -= x / cap;
                 }
             }
-            if arg != usize::MAX {
-                value += top;
-                let (res, amt) = cat.demand(s, (arg - a) as u32);
-                for (&r, &x) in res.iter().zip(amt) {
-                    let c = cat.capacity[r as usize];
-                    if c > 0.0 {
-                        grad[r as usize] -= x / c;
-                    }
-                }
-            }
-        }
+        });
         if value < best.1 {
             best = (prices.clone(), value);
             stall = 0;

@@ -275,10 +275,9 @@ pub(crate) fn solve_catalog(
         .pricing_rounds
         .max((SEARCH_FLOOR / work).min(200) as usize);
     let (prices, bound) = if scale > 0.0 {
-        subgradient(cat, &start, best.value, rounds, &mut ascent.cost)
+        subgradient(cat, &start, best.value, rounds)
     } else {
-        cat.costs(&start, &mut ascent.cost);
-        (start.clone(), lagrangian_bound(cat, &start, &ascent.cost))
+        (start.clone(), lagrangian_bound(cat, &start))
     };
     if scale > 0.0 {
         // a trace of the scarcity prices breaks ties on resources priced at zero
@@ -373,12 +372,11 @@ pub(crate) fn prices_for(
     }
     if scale > 0.0 {
         let start: Vec<f64> = scarcity.iter().map(|&p| p * scale).collect();
-        subgradient(cat, &start, asg.value, rounds, cost)
+        subgradient(cat, &start, asg.value, rounds)
     } else {
         // every session could take its next step: nothing is scarce
         let zero = vec![0.0; cat.resources()];
-        cat.costs(&zero, cost);
-        let bound = lagrangian_bound(cat, &zero, cost);
+        let bound = lagrangian_bound(cat, &zero);
         (zero, bound)
     }
 }
