@@ -46,7 +46,6 @@ pub(crate) struct Catalog {
     pub required: Vec<bool>,
     /// Per candidate: weight × utility.
     pub value: Vec<f64>,
-    pub utility: Vec<f64>,
     /// Per session: the resources any of its candidates uses,
     /// `res[rfirst[s]..rfirst[s + 1]]`, in increasing order (length n + 1).
     rfirst: Vec<u32>,
@@ -61,8 +60,14 @@ pub(crate) struct Catalog {
     index: Vec<u32>,
     product: Vec<bool>,
     levels: Vec<u32>,
-    /// Scratch of `push`: column of each resource in the session's rows.
+    /// Scratch of `push`: column of each resource in the session's rows;
+    /// the set-point each resource was last seen in (to catch one named
+    /// twice) and that set-point's stamp; listed set-points that fit, with
+    /// their sort keys.
     column: Vec<u32>,
+    seen: Vec<u64>,
+    stamp: u64,
+    picks: Vec<(u32, u32)>,
     keys: Vec<u64>,
 }
 
@@ -97,12 +102,14 @@ impl Catalog {
             weight: Vec::with_capacity(problem.sessions.len()),
             required: Vec::with_capacity(problem.sessions.len()),
             value: Vec::with_capacity(points),
-            utility: Vec::with_capacity(points),
             rfirst: Vec::with_capacity(problem.sessions.len() + 1),
             res: Vec::new(),
             afirst: Vec::with_capacity(problem.sessions.len() + 1),
             amt: Vec::with_capacity(points * 4),
             column: vec![u32::MAX; problem.resources.len()],
+            seen: vec![0; problem.resources.len()],
+            stamp: 0,
+            picks: Vec::new(),
             keys: Vec::new(),
             space: Vec::with_capacity(points),
             index: Vec::with_capacity(points),
@@ -222,6 +229,25 @@ impl Catalog {
         }
     }
 
+    /// Utility (unweighted) of candidate `c` of session `s`, read from
+    /// `problem`, the one the catalog was built from.
+    pub fn utility_of(&self, problem: &Problem, s: usize, c: u32) -> f64 {
+        let p = self.id(s, c);
+        let space = &problem.sessions[s].options[self.space[p] as usize];
+        match space {
+            SetPointSpace::Listed(points) => points[self.index[p] as usize].utility,
+            SetPointSpace::Product(space) => {
+                let at = self.index[p] as usize;
+                let dims = self.levels[at] as usize;
+                let levels: Vec<usize> = self.levels[at + 1..at + 1 + dims]
+                    .iter()
+                    .map(|&l| l as usize)
+                    .collect();
+                space.utility(&levels)
+            }
+        }
+    }
+
     /// Local index of the candidate that stands for `origin`, if any.
     pub fn find(&self, s: usize, origin: &SetPointRef) -> Option<u32> {
         let first = self.first[s] as usize;
@@ -271,26 +297,42 @@ impl Catalog {
             cat.res.truncate(r0);
             cat.amt.truncate(a0);
             cat.value.truncate(start);
-            cat.utility.truncate(start);
             cat.space.truncate(start);
             cat.index.truncate(start);
             cat.product.truncate(start);
             cat.levels.truncate(levels0);
             false
         };
-        // the session's resources
-        for space in &session.options {
+        let good = |x: f64| x >= 0.0 && x.is_finite();
+        // the session's resources; every listed set-point checked, and those
+        // that fit on their own noted by value
+        self.picks.clear();
+        self.keys.clear();
+        for (si, space) in session.options.iter().enumerate() {
             match space {
                 SetPointSpace::Listed(points) => {
-                    for p in points {
-                        for &(r, _) in &p.demand {
-                            if r >= m {
+                    for (pi, p) in points.iter().enumerate() {
+                        if !good(p.utility) {
+                            return undo(self);
+                        }
+                        self.stamp += 1;
+                        let mut ok = true;
+                        for &(r, a) in &p.demand {
+                            if r >= m || !good(a) || self.seen[r] == self.stamp {
+                                // no such resource, a bad number, or the resource named twice
                                 return undo(self);
                             }
+                            self.seen[r] = self.stamp;
                             if self.column[r] == u32::MAX {
                                 self.column[r] = 0;
                                 self.res.push(r as u32);
                             }
+                            ok &= a <= self.limit[r];
+                        }
+                        if ok {
+                            let value = weight * p.utility;
+                            self.keys.push(value.to_bits());
+                            self.picks.push((si as u32, pi as u32));
                         }
                     }
                 }
@@ -312,40 +354,29 @@ impl Catalog {
             self.column[r as usize] = k as u32;
         }
         let w = self.res.len() - r0;
-        let good = |x: f64| x >= 0.0 && x.is_finite();
+        // the listed set-points that fit, by decreasing value, rows and all
+        let mask = rank_keys(&mut self.keys);
+        self.amt.reserve(self.keys.len() * w);
+        for &key in &self.keys {
+            let (si, pi) = self.picks[(key & mask) as usize];
+            let SetPointSpace::Listed(points) = &session.options[si as usize] else {
+                unreachable!("picks name listed set-points");
+            };
+            let p = &points[pi as usize];
+            let row = self.amt.len();
+            self.amt.resize(row + w, 0.0);
+            for &(r, a) in &p.demand {
+                self.amt[row + self.column[r] as usize] = a;
+            }
+            self.value.push(weight * p.utility);
+            self.space.push(si);
+            self.index.push(pi);
+            self.product.push(false);
+        }
+        let listed_end = self.value.len();
         for (si, space) in session.options.iter().enumerate() {
             match space {
-                SetPointSpace::Listed(points) => {
-                    for (pi, p) in points.iter().enumerate() {
-                        if !good(p.utility) {
-                            return undo(self);
-                        }
-                        let row = self.amt.len();
-                        self.amt.resize(row + w, -1.0);
-                        let mut ok = true;
-                        for &(r, a) in &p.demand {
-                            let slot = &mut self.amt[row + self.column[r] as usize];
-                            if !good(a) || *slot >= 0.0 {
-                                // bad number, or the resource named twice
-                                return undo(self);
-                            }
-                            *slot = a;
-                            ok &= a <= self.limit[r];
-                        }
-                        for x in &mut self.amt[row..] {
-                            *x = x.max(0.0);
-                        }
-                        if !ok {
-                            self.amt.truncate(row);
-                            continue;
-                        }
-                        self.value.push(weight * p.utility);
-                        self.utility.push(p.utility);
-                        self.space.push(si as u32);
-                        self.index.push(pi as u32);
-                        self.product.push(false);
-                    }
-                }
+                SetPointSpace::Listed(_) => {}
                 SetPointSpace::Product(space) => {
                     if space.is_empty() {
                         continue;
@@ -396,9 +427,7 @@ impl Catalog {
                             ok &= a <= self.limit[r];
                         }
                         if ok {
-                            let u = space.utility(levels);
-                            self.value.push(weight * u);
-                            self.utility.push(u);
+                            self.value.push(weight * space.utility(levels));
                             self.space.push(si as u32);
                             self.index.push(self.levels.len() as u32);
                             self.product.push(true);
@@ -420,58 +449,52 @@ impl Catalog {
         self.afirst.push(self.amt.len() as u32);
         self.weight.push(weight);
         self.required.push(session.required);
-        self.sort_by_value(start, end, a0, self.res.len() - r0);
+        if end > listed_end {
+            // the walks' points among the listed ones
+            self.sort_by_value(start, end, a0, w);
+        }
         true
     }
 
     /// Sorts the candidates `start..end` (one session's, whose rows start at
-    /// `a0` and are `w` wide) by decreasing value, ties by the order they were
-    /// listed in, moving every per-candidate array and the rows with them.
+    /// `a0` and are `w` wide) by decreasing value, ties in the order they were
+    /// appended, moving every per-candidate array and the rows with them.
     fn sort_by_value(&mut self, start: usize, end: usize, a0: usize, w: usize) {
-        let values = &self.value[start..end];
-        if values.windows(2).all(|p| p[0] >= p[1]) {
-            // listed in order already
-            return;
-        }
-        // one integer key per candidate: values are ≥ 0, so the complement of
-        // their bits orders them by decreasing value; the lowest bits give way
-        // to the index, which breaks ties (and orders values closer than a few
-        // parts in 10^13 as ties)
-        let bits = u32::BITS - (values.len() as u32).leading_zeros();
-        let mask = (1u64 << bits) - 1;
         self.keys.clear();
-        self.keys.extend(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (!v.to_bits() & !mask) | i as u64),
-        );
-        self.keys.sort_unstable();
-        let rank = |k: &u64| (k & mask) as usize;
-        fn permute<T: Copy>(
-            data: &mut [T],
-            keys: &[u64],
-            rank: impl Fn(&u64) -> usize,
-            scratch: &mut Vec<T>,
-        ) {
-            scratch.clear();
-            scratch.extend(keys.iter().map(|k| data[rank(k)]));
-            data.copy_from_slice(scratch);
-        }
-        let mut f = Vec::new();
-        permute(&mut self.value[start..end], &self.keys, rank, &mut f);
-        permute(&mut self.utility[start..end], &self.keys, rank, &mut f);
-        let mut u = Vec::new();
-        permute(&mut self.space[start..end], &self.keys, rank, &mut u);
-        permute(&mut self.index[start..end], &self.keys, rank, &mut u);
-        let mut b = Vec::new();
-        permute(&mut self.product[start..end], &self.keys, rank, &mut b);
-        f.clear();
+        self.keys
+            .extend(self.value[start..end].iter().map(|v| v.to_bits()));
+        let mask = rank_keys(&mut self.keys);
+        let from = |k: &u64| (k & mask) as usize;
+        let value: Vec<f64> = self
+            .keys
+            .iter()
+            .map(|k| self.value[start + from(k)])
+            .collect();
+        let space: Vec<u32> = self
+            .keys
+            .iter()
+            .map(|k| self.space[start + from(k)])
+            .collect();
+        let index: Vec<u32> = self
+            .keys
+            .iter()
+            .map(|k| self.index[start + from(k)])
+            .collect();
+        let product: Vec<bool> = self
+            .keys
+            .iter()
+            .map(|k| self.product[start + from(k)])
+            .collect();
+        let mut rows = Vec::with_capacity((end - start) * w);
         for k in &self.keys {
-            let row = a0 + rank(k) * w;
-            f.extend_from_slice(&self.amt[row..row + w]);
+            let row = a0 + from(k) * w;
+            rows.extend_from_slice(&self.amt[row..row + w]);
         }
-        self.amt[a0..a0 + f.len()].copy_from_slice(&f);
+        self.value[start..end].copy_from_slice(&value);
+        self.space[start..end].copy_from_slice(&space);
+        self.index[start..end].copy_from_slice(&index);
+        self.product[start..end].copy_from_slice(&product);
+        self.amt[a0..a0 + rows.len()].copy_from_slice(&rows);
     }
 
     /// Removes the last session (undoes a [`Catalog::push`]).
@@ -486,7 +509,6 @@ impl Catalog {
         self.weight.pop();
         self.required.pop();
         self.value.truncate(start);
-        self.utility.truncate(start);
         if let Some(at) = (start..self.space.len()).find(|&p| self.product[p]) {
             self.levels.truncate(self.index[at] as usize);
         }
@@ -571,6 +593,28 @@ impl Catalog {
             each(s, net, c);
         }
     }
+}
+
+/// Turns `keys`, the bits of values ≥ 0 in listing order, into sorted keys by
+/// decreasing value (ties in listing order) and returns the mask of the low
+/// bits where each key keeps its listing index.
+///
+/// The complement of the bits of a value ≥ 0 orders values decreasing; the
+/// lowest bits give way to the index, so values closer than a few parts in
+/// 10^13 count as ties.
+fn rank_keys(keys: &mut [u64]) -> u64 {
+    let bits = u32::BITS - (keys.len() as u32).leading_zeros();
+    let mask = (1u64 << bits) - 1;
+    let sorted = keys
+        .windows(2)
+        .all(|w| f64::from_bits(w[0]) >= f64::from_bits(w[1]));
+    for (i, k) in keys.iter_mut().enumerate() {
+        *k = (!*k & !mask) | i as u64;
+    }
+    if !sorted {
+        keys.sort_unstable();
+    }
+    mask
 }
 
 /// The first row (of `W` amounts over the resources `res`) with the largest
@@ -718,8 +762,8 @@ impl Assignment {
                 .all(|(&c, &r)| c != REJECT || !r)
     }
 
-    /// The model-level answer.
-    pub fn to_allocation(&self, cat: &Catalog) -> Allocation {
+    /// The model-level answer (`problem` is the one the catalog was built from).
+    pub fn to_allocation(&self, cat: &Catalog, problem: &Problem) -> Allocation {
         let mut usage = vec![0.0; cat.resources()];
         let mut total = 0.0;
         let sessions = self
@@ -740,11 +784,10 @@ impl Assignment {
                 for &(r, a) in &demand {
                     usage[r] += a;
                 }
-                let p = cat.id(s, c);
-                total += cat.value[p];
+                total += cat.value_of(s, c);
                 SessionAllocation {
                     choice: Some(cat.origin(s, c)),
-                    utility: cat.utility[p],
+                    utility: cat.utility_of(problem, s, c),
                     demand,
                 }
             })
@@ -902,5 +945,82 @@ mod tests {
         });
         assert_eq!(seen, cat.sessions());
         assert!(widths.len() >= 3, "rows of too few widths: {widths:?}");
+    }
+
+    #[test]
+    fn a_bad_listed_set_point_leaves_the_catalog_as_it_was() {
+        use crate::model::{Resource, SetPoint};
+        let problem = Problem {
+            resources: vec![
+                Resource {
+                    name: "a".into(),
+                    capacity: 4.0,
+                },
+                Resource {
+                    name: "b".into(),
+                    capacity: 4.0,
+                },
+            ],
+            sessions: Vec::new(),
+        };
+        let mut cat = Catalog::build(&problem, &[], &[]).unwrap();
+        let session = |demands: Vec<Vec<(usize, f64)>>| Session {
+            id: "s".into(),
+            weight: 1.0,
+            required: false,
+            options: vec![SetPointSpace::Listed(
+                demands
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, demand)| SetPoint {
+                        utility: 1.0 + i as f64,
+                        demand,
+                    })
+                    .collect(),
+            )],
+        };
+        // the same resource in two set-points is fine; one over capacity is left out
+        assert!(cat.push(
+            &session(vec![
+                vec![(0, 1.0)],
+                vec![(0, 2.0), (1, 1.0)],
+                vec![(1, 9.0)]
+            ]),
+            &[],
+            None
+        ));
+        assert_eq!(cat.len(0), 2);
+        assert_eq!(
+            cat.origin(0, 0).point,
+            PointChoice::Listed(1),
+            "the more valuable first"
+        );
+        let before = (
+            cat.value.clone(),
+            cat.amt.clone(),
+            cat.res.clone(),
+            cat.sessions(),
+        );
+        for bad in [
+            vec![vec![(0, 1.0)], vec![(0, 1.0), (0, 2.0)]],
+            vec![vec![(0, f64::NAN)]],
+            vec![vec![(1, -1.0)]],
+            vec![vec![(0, 1.0)], vec![(2, 1.0)]],
+        ] {
+            assert!(!cat.push(&session(bad.clone()), &[], None), "{bad:?}");
+            assert_eq!(
+                (
+                    cat.value.clone(),
+                    cat.amt.clone(),
+                    cat.res.clone(),
+                    cat.sessions()
+                ),
+                before
+            );
+            assert!(
+                cat.column.iter().all(|&c| c == u32::MAX),
+                "scratch cleared after {bad:?}"
+            );
+        }
     }
 }

@@ -224,7 +224,7 @@ impl QramState {
 
     /// The current allocation, with the shadow prices of the last full solve.
     pub fn allocation(&self) -> Allocation {
-        let mut a = self.asg.to_allocation(&self.cat);
+        let mut a = self.asg.to_allocation(&self.cat, &self.problem);
         a.shadow_prices = self.prices.clone();
         a
     }

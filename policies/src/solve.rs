@@ -141,7 +141,7 @@ pub fn solve_with(problem: &Problem, options: &SolveOptions) -> Result<Allocatio
             .into());
     };
     let solved = solve_catalog(problem, &cat, options)?;
-    let mut allocation = solved.assignment.to_allocation(&cat);
+    let mut allocation = solved.assignment.to_allocation(&cat, problem);
     if !has_product(problem) {
         allocation.upper_bound = Some(solved.bound.max(allocation.total_utility));
     }
