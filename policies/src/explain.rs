@@ -2,6 +2,8 @@
 //! for an admission, what each resource is worth at the margin (its shadow
 //! price) and what the session's set-point costs at those prices.
 
+use std::borrow::Cow;
+
 use crate::majorant::product_min_demand;
 use crate::model::{Allocation, Problem, SetPointSpace};
 
@@ -52,12 +54,16 @@ pub enum Explanation {
 /// Least demand per resource of each way the session can run: listed set-points
 /// as they are, and for a product space its per-resource minimum (a lower bound
 /// on every set-point of the space).
-fn session_points(problem: &Problem, session: usize) -> Vec<Vec<(usize, f64)>> {
+fn session_points(problem: &Problem, session: usize) -> Vec<Cow<'_, [(usize, f64)]>> {
     let mut out = Vec::new();
     for space in &problem.sessions[session].options {
         match space {
-            SetPointSpace::Listed(points) => out.extend(points.iter().map(|p| p.demand.clone())),
-            SetPointSpace::Product(p) if !p.is_empty() => out.push(product_min_demand(p)),
+            SetPointSpace::Listed(points) => {
+                out.extend(points.iter().map(|p| Cow::Borrowed(p.demand.as_slice())));
+            }
+            SetPointSpace::Product(p) if !p.is_empty() => {
+                out.push(Cow::Owned(product_min_demand(p)));
+            }
             SetPointSpace::Product(_) => {}
         }
     }
@@ -72,13 +78,17 @@ pub(crate) fn least_demand(problem: &Problem, s: usize) -> Vec<f64> {
         return vec![0.0; m];
     }
     let mut least = vec![f64::INFINITY; m];
+    // how many set-points name each resource: one that does not demands none of it
+    let mut named = vec![0usize; m];
     for d in &points {
-        let mut row = vec![0.0; m];
-        for &(r, a) in d {
-            row[r] = a;
+        for &(r, a) in d.iter() {
+            least[r] = least[r].min(a);
+            named[r] += 1;
         }
-        for r in 0..m {
-            least[r] = least[r].min(row[r]);
+    }
+    for (l, &n) in least.iter_mut().zip(&named) {
+        if n < points.len() {
+            *l = 0.0;
         }
     }
     least
@@ -96,7 +106,7 @@ pub(crate) fn shortest_fall(
     for d in session_points(problem, session) {
         let mut total = 0.0;
         let mut short = Vec::new();
-        for &(r, a) in &d {
+        for &(r, a) in d.iter() {
             let lack = a - free[r].max(0.0);
             let cap = problem.resources[r].capacity;
             if lack > 1e-12 * cap.max(1.0) {
@@ -181,5 +191,58 @@ pub fn explain(problem: &Problem, allocation: &Allocation, session: usize) -> Ex
                 binding: names(short),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Resource, Session, SetPoint};
+
+    fn listed(id: &str, demands: Vec<Vec<(usize, f64)>>) -> Session {
+        Session {
+            id: id.into(),
+            weight: 1.0,
+            required: true,
+            options: vec![SetPointSpace::Listed(
+                demands
+                    .into_iter()
+                    .map(|demand| SetPoint {
+                        utility: 1.0,
+                        demand,
+                    })
+                    .collect(),
+            )],
+        }
+    }
+
+    #[test]
+    fn least_demand_is_zero_where_some_set_point_needs_none() {
+        let problem = Problem {
+            resources: ["a", "b", "c"]
+                .iter()
+                .map(|n| Resource {
+                    name: (*n).into(),
+                    capacity: 10.0,
+                })
+                .collect(),
+            sessions: vec![
+                listed(
+                    "s",
+                    vec![
+                        vec![(0, 1.0), (1, 2.0)],
+                        vec![(0, 3.0)],
+                        vec![(1, 4.0), (0, 2.0)],
+                    ],
+                ),
+                listed("t", vec![vec![(2, 5.0)]]),
+                listed("u", Vec::new()),
+            ],
+        };
+        assert_eq!(least_demand(&problem, 0), vec![1.0, 0.0, 0.0]);
+        assert_eq!(least_demand(&problem, 1), vec![0.0, 0.0, 5.0]);
+        assert_eq!(least_demand(&problem, 2), vec![0.0, 0.0, 0.0]);
+        // room for u if s and t drop to their least
+        assert_eq!(room_at_minimum(&problem, 2), vec![9.0, 10.0, 5.0]);
     }
 }
