@@ -552,36 +552,47 @@ impl Catalog {
         }
     }
 
-    /// For every session, the candidate with the largest value − compound
-    /// resource under `prices` (the first such, so the more valuable on a tie)
-    /// and that net value: `each(s, net, c)`, `c` `None` for a session without
-    /// candidates (net −∞). One pass over the catalog, nothing stored.
+    /// For every session, its best choice in the Lagrangian relaxation at
+    /// `prices` (all ≥ 0): the candidate with the largest value − compound
+    /// resource (the first such, so the more valuable on a tie), or for a
+    /// session that is not required rejection (net 0) unless some candidate
+    /// nets more. Calls `each(s, net, c)`, `c` `None` for rejection (and for a
+    /// required session without candidates, net −∞). One pass over the
+    /// catalog at most, nothing stored.
     pub fn best_net(&self, prices: &[f64], mut each: impl FnMut(usize, f64, Option<u32>)) {
+        debug_assert!(prices.iter().all(|&p| p >= 0.0), "{prices:?}");
         for s in 0..self.sessions() {
             let res = self.resources_of(s);
             let (first, k) = (self.first[s] as usize, self.len(s));
             let values = &self.value[first..first + k];
             let a = self.afirst[s] as usize;
             let rows = &self.amt[a..a + k * res.len()];
+            let floor = if self.required[s] {
+                f64::NEG_INFINITY
+            } else {
+                0.0
+            };
             let (net, c) = match res.len() {
-                0 => values
-                    .iter()
-                    .enumerate()
-                    .fold((f64::NEG_INFINITY, None), |b, (i, &v)| {
-                        if v > b.0 { (v, Some(i as u32)) } else { b }
-                    }),
-                1 => best_net_rows::<1>(rows, values, res, prices),
-                2 => best_net_rows::<2>(rows, values, res, prices),
-                3 => best_net_rows::<3>(rows, values, res, prices),
-                4 => best_net_rows::<4>(rows, values, res, prices),
-                5 => best_net_rows::<5>(rows, values, res, prices),
-                6 => best_net_rows::<6>(rows, values, res, prices),
-                7 => best_net_rows::<7>(rows, values, res, prices),
-                8 => best_net_rows::<8>(rows, values, res, prices),
+                // nothing to pay for: the most valuable
+                0 => match values.first() {
+                    Some(&v) if v > floor => (v, Some(0)),
+                    _ => (floor, None),
+                },
+                1 => best_net_rows::<1>(rows, values, res, prices, floor),
+                2 => best_net_rows::<2>(rows, values, res, prices, floor),
+                3 => best_net_rows::<3>(rows, values, res, prices, floor),
+                4 => best_net_rows::<4>(rows, values, res, prices, floor),
+                5 => best_net_rows::<5>(rows, values, res, prices, floor),
+                6 => best_net_rows::<6>(rows, values, res, prices, floor),
+                7 => best_net_rows::<7>(rows, values, res, prices, floor),
+                8 => best_net_rows::<8>(rows, values, res, prices, floor),
                 w => {
                     let local: Vec<f64> = res.iter().map(|&r| prices[r as usize]).collect();
-                    let mut best = (f64::NEG_INFINITY, None);
+                    let mut best = (floor, None);
                     for (i, (row, &v)) in rows.chunks_exact(w).zip(values).enumerate() {
+                        if v <= best.0 {
+                            break;
+                        }
                         let h: f64 = row.iter().zip(&local).map(|(a, p)| a * p).sum();
                         if v - h > best.0 {
                             best = (v - h, Some(i as u32));
@@ -617,21 +628,28 @@ fn rank_keys(keys: &mut [u64]) -> u64 {
     mask
 }
 
-/// The first row (of `W` amounts over the resources `res`) with the largest
-/// `value − row · prices`, and that net value (`(−∞, None)` for no rows).
+/// The first row (of `W` amounts over the resources `res`) whose
+/// `value − row · prices` is the largest above `floor`, and that net value
+/// (`(floor, None)` if none is above it). Values decrease down the rows and
+/// prices are ≥ 0, so no row past one whose value alone is not above the best
+/// net so far can win: the scan stops there.
 #[inline]
 fn best_net_rows<const W: usize>(
     rows: &[f64],
     values: &[f64],
     res: &[u32],
     prices: &[f64],
+    floor: f64,
 ) -> (f64, Option<u32>) {
     let mut local = [0.0; W];
     for (l, &r) in local.iter_mut().zip(res) {
         *l = prices[r as usize];
     }
-    let mut best = (f64::NEG_INFINITY, None);
+    let mut best = (floor, None);
     for (i, (row, &v)) in rows.chunks_exact(W).zip(values).enumerate() {
+        if v <= best.0 {
+            break;
+        }
         let mut h = 0.0;
         for k in 0..W {
             h += row[k] * local[k];
@@ -933,7 +951,11 @@ mod tests {
             seen += 1;
             widths.insert(cat.resources_of(s).len());
             let first = cat.first[s] as usize;
-            let mut want = (f64::NEG_INFINITY, None);
+            let mut want = if cat.required[s] {
+                (f64::NEG_INFINITY, None)
+            } else {
+                (0.0, None)
+            };
             for i in 0..cat.len(s) {
                 let n = cat.value[first + i] - cost[first + i];
                 if n > want.0 {
@@ -941,7 +963,7 @@ mod tests {
                 }
             }
             assert_eq!(c, want.1, "session {s}");
-            assert!((net - want.0).abs() <= 1e-9 * want.0.abs().max(1.0) || c.is_none());
+            assert!(net == want.0 || (net - want.0).abs() <= 1e-9 * want.0.abs().max(1.0));
         });
         assert_eq!(seen, cat.sessions());
         assert!(widths.len() >= 3, "rows of too few widths: {widths:?}");

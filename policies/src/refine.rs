@@ -11,8 +11,7 @@ use crate::catalog::{Assignment, Catalog, REJECT};
 /// optimum. One pass over the catalog.
 pub(crate) fn lagrangian_bound(cat: &Catalog, prices: &[f64]) -> f64 {
     let mut total: f64 = prices.iter().zip(&cat.capacity).map(|(p, c)| p * c).sum();
-    cat.best_net(prices, |s, net, _| {
-        let net = if cat.required[s] { net } else { net.max(0.0) };
+    cat.best_net(prices, |_, net, _| {
         if net.is_finite() {
             total += net;
         }
@@ -295,8 +294,7 @@ pub(crate) fn subgradient(
         let mut value: f64 = lambda.iter().sum();
         grad.iter_mut().for_each(|g| *g = 1.0);
         cat.best_net(&prices, |s, net, c| {
-            // a session is rejected unless it gains (a required one never is)
-            let Some(c) = c.filter(|_| cat.required[s] || net > 0.0) else {
+            let Some(c) = c else {
                 return;
             };
             value += net;
