@@ -398,8 +398,8 @@ impl Catalog {
                             .zip(&space.dimensions)
                             .all(|(&l, d)| l < d.levels.len())
                     {
-                        // after the walks, so that their candidates keep their
-                        // indices whether or not the session is pinned
+                        // the pin and the walks through it, after the walks
+                        // (a point on both is kept once)
                         walks.extend_from_slice(at);
                         for prices in path_prices {
                             walk(space, prices, at, Walk::Down, &mut walks);
