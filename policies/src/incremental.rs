@@ -458,26 +458,33 @@ impl QramState {
             .collect();
         tries.sort_by(|a, b| b.0.total_cmp(&a.0));
         tries.truncate(self.options.newcomer_tries.max(1));
+        // in one pass, by decreasing value: its cheapest set-point (least
+        // compound resource per unit of capacity), and the most valuable one
+        // that fits in the room left now, moving no one (prices near zero,
+        // room to spare, flatten the hull to its top and bottom)
         let unit: Vec<f64> = self
             .cat
             .capacity
             .iter()
             .map(|&c| if c > 0.0 { 1.0 / c } else { 0.0 })
             .collect();
-        if let Some(cheapest) = (0..cat.len(s) as u32)
-            .min_by(|&a, &b| cat.cost(s, a, &unit).total_cmp(&cat.cost(s, b, &unit)))
-            && !tries.iter().any(|t| t.1 == cheapest)
-        {
-            tries.push((0.0, cheapest));
+        let mut room = Vec::new();
+        self.asg.room(cat, s, &mut room);
+        let mut cheapest: Option<(f64, u32)> = None;
+        let mut in_room = None;
+        for c in 0..cat.len(s) as u32 {
+            let h = cat.cost(s, c, &unit);
+            if cheapest.is_none_or(|b| h < b.0) {
+                cheapest = Some((h, c));
+            }
+            if in_room.is_none() && cat.fits_room(s, c, &room) {
+                in_room = Some(c);
+            }
         }
-        // and the most valuable set-point that fits in the room left now, moving no one:
-        // prices near zero (room to spare) flatten the hull to its top and bottom
-        if let Some(in_room) = (0..cat.len(s) as u32)
-            .filter(|&c| self.asg.fits(cat, s, c))
-            .max_by(|&a, &b| cat.value_of(s, a).total_cmp(&cat.value_of(s, b)))
-            && !tries.iter().any(|t| t.1 == in_room)
-        {
-            tries.push((0.0, in_room));
+        for c in [cheapest.map(|x| x.1), in_room].into_iter().flatten() {
+            if !tries.iter().any(|t| t.1 == c) {
+                tries.push((0.0, c));
+            }
         }
         let mut users = vec![Vec::new(); self.cat.resources()];
         for (x, &c) in self.asg.choice.iter().enumerate() {
