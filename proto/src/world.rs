@@ -523,6 +523,13 @@ fn check_application(c: &mut Checker, app: &ApplicationDef) {
     }
 }
 
+/// Fails the `cpu` of the variant's process `i`.
+fn fail_process_cpu(c: &mut Checker, i: usize, reason: String) {
+    c.key("processes", |c| {
+        c.at(PathStep::Index(i), |c| c.fail("cpu", reason))
+    });
+}
+
 fn check_variant(c: &mut Checker, variant: &VariantDef) {
     c.name("name", &variant.name);
     if variant.processes.is_empty() {
@@ -605,16 +612,13 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
     for (i, process) in variant.processes.iter().enumerate() {
         let least = process.cpu * min_scale;
         if least.is_finite() && least > 0.0 && least < MIN_CPU_SHARE {
-            c.key("processes", |c| {
-                c.at(PathStep::Index(i), |c| {
-                    c.fail(
-                        "cpu",
-                        format!(
-                            "its lowest set-point needs {least} CPU, below the smallest share the kernel enforces ({MIN_CPU_SHARE})"
-                        ),
-                    )
-                })
-            });
+            fail_process_cpu(
+                c,
+                i,
+                format!(
+                    "its lowest set-point needs {least} CPU, below the smallest share the kernel enforces ({MIN_CPU_SHARE})"
+                ),
+            );
         }
     }
     if variant.cpu_class == CpuClass::Deadline {
@@ -627,16 +631,13 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
         for (i, process) in variant.processes.iter().enumerate() {
             let peak = process.cpu * max_scale;
             if peak > 1.0 {
-                c.key("processes", |c| {
-                    c.at(PathStep::Index(i), |c| {
-                        c.fail(
-                            "cpu",
-                            format!(
-                                "a deadline process needs at most one CPU, but its highest set-point needs {peak:.2}"
-                            ),
-                        )
-                    })
-                });
+                fail_process_cpu(
+                    c,
+                    i,
+                    format!(
+                        "a deadline process needs at most one CPU, but its highest set-point needs {peak:.2}"
+                    ),
+                );
             }
         }
     }

@@ -283,6 +283,14 @@ fn malformed_world_files_are_refused_with_file_line_and_reason_and_change_nothin
         ":18:",
         "a deadline process needs at most one CPU",
     );
+    let tiny = "[[applications]]\nname = \"tiny\"\n[[applications.variants]]\nname = \"v\"\n[[applications.variants.processes]]\nname = \"p\"\ncommand = [\"true\"]\ncpu = 0.0005\nmemory_mb = 8\n";
+    expect_world_refused(
+        &cluster,
+        "cpu-below-enforceable-share.toml",
+        &format!("{GROUP}{ADMIN}{tiny}"),
+        ":17:",
+        "below the smallest share the kernel enforces",
+    );
     expect_world_refused(
         &cluster,
         "no-admin.toml",
