@@ -83,17 +83,27 @@ impl Ascent {
         if only_fitting {
             asg.room(cat, s, &mut self.room);
         }
+        // the candidates worth more than the current one come first
+        let better = cat.value[base..base + cat.len(s)].partition_point(|&v| v > v0);
+        let costs = &self.cost[base..base + better];
         let mut cheapest = f64::INFINITY;
-        for c in 0..cat.len(s) as u32 {
-            let p = base + c as usize;
-            if cat.value[p] <= v0 {
-                break;
+        if only_fitting {
+            for (c, &h) in (0u32..).zip(costs) {
+                if h < cheapest && cat.fits_room(s, c, &self.room) {
+                    cheapest = h;
+                    self.stair.push(c);
+                }
             }
-            let h = self.cost[p];
-            if h < cheapest && (!only_fitting || cat.fits_room(s, c, &self.room)) {
-                cheapest = h;
-                self.stair.push(c);
+        } else {
+            // without branches: write every index, keep those cheaper than all before
+            self.stair.resize(better, 0);
+            let mut kept = 0;
+            for (c, &h) in (0u32..).zip(costs) {
+                self.stair[kept] = c;
+                kept += usize::from(h < cheapest);
+                cheapest = cheapest.min(h);
             }
+            self.stair.truncate(kept);
         }
         // in increasing cost: first the points that cost no more than the
         // current one (the best of them is a free upgrade), then a monotone chain
