@@ -36,8 +36,10 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Processes running as `uid`.
-fn processes_of(uid: u32) -> usize {
+/// Processes running as `uid` that this cluster started: their environment
+/// names its Sesco. (Tests that run meanwhile start processes as the same user.)
+fn processes_of(uid: u32, sesco_addr: &str) -> usize {
+    let marker = format!("SESCO_ADDR={sesco_addr}");
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -55,6 +57,10 @@ fn processes_of(uid: u32) -> usize {
                 .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
                 == Some(uid)
         })
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+        })
         .count()
 }
 
@@ -69,7 +75,7 @@ fn footprint(cluster: &Cluster, sesco: u32, lrmd: u32, uid: u32) -> Footprint {
         lrmd_fds: fds(lrmd),
         sesco_rss_kib: rss_kib(sesco),
         lrmd_rss_kib: rss_kib(lrmd),
-        session_processes: processes_of(uid),
+        session_processes: processes_of(uid, &cluster.addr),
         reservations: cluster
             .cgroups()
             .iter()
@@ -92,7 +98,7 @@ fn thousands_of_admit_terminate_cycles_leak_nothing() {
     let uid = uid_of("sesco-alice");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = runtime.block_on(cluster.sign_in(ALICE)).unwrap();
-    let cycle = || {
+    let admit = || {
         runtime.block_on(async {
             let outcome = client
                 .request_session(SessionRequest {
@@ -108,9 +114,19 @@ fn thousands_of_admit_terminate_cycles_leak_nothing() {
                 panic!("rejected: {outcome:?}")
             };
             assert!(session.processes[0].pid.is_some());
-            client.terminate_session(session.id).await.unwrap();
+            session.id
         })
     };
+    let terminate = |id| runtime.block_on(client.terminate_session(id)).unwrap();
+    let cycle = || terminate(admit());
+    // the count of this cluster's session processes sees one that runs
+    let running = admit();
+    assert_eq!(
+        processes_of(uid, &cluster.addr),
+        1,
+        "the running session's process is not seen"
+    );
+    terminate(running);
     for _ in 0..WARM_UP {
         cycle();
     }
