@@ -464,36 +464,17 @@ impl Catalog {
         self.keys
             .extend(self.value[start..end].iter().map(|v| v.to_bits()));
         let mask = rank_keys(&mut self.keys);
-        let from = |k: &u64| (k & mask) as usize;
-        let value: Vec<f64> = self
-            .keys
-            .iter()
-            .map(|k| self.value[start + from(k)])
-            .collect();
-        let space: Vec<u32> = self
-            .keys
-            .iter()
-            .map(|k| self.space[start + from(k)])
-            .collect();
-        let index: Vec<u32> = self
-            .keys
-            .iter()
-            .map(|k| self.index[start + from(k)])
-            .collect();
-        let product: Vec<bool> = self
-            .keys
-            .iter()
-            .map(|k| self.product[start + from(k)])
-            .collect();
+        // where each candidate, in its new place, comes from
+        let from: Vec<usize> = self.keys.iter().map(|k| (k & mask) as usize).collect();
+        permute(&mut self.value[start..end], &from);
+        permute(&mut self.space[start..end], &from);
+        permute(&mut self.index[start..end], &from);
+        permute(&mut self.product[start..end], &from);
         let mut rows = Vec::with_capacity((end - start) * w);
-        for k in &self.keys {
-            let row = a0 + from(k) * w;
+        for &i in &from {
+            let row = a0 + i * w;
             rows.extend_from_slice(&self.amt[row..row + w]);
         }
-        self.value[start..end].copy_from_slice(&value);
-        self.space[start..end].copy_from_slice(&space);
-        self.index[start..end].copy_from_slice(&index);
-        self.product[start..end].copy_from_slice(&product);
         self.amt[a0..a0 + rows.len()].copy_from_slice(&rows);
     }
 
@@ -604,6 +585,12 @@ impl Catalog {
             each(s, net, c);
         }
     }
+}
+
+/// Puts `data[from[i]]` at `i`, for every `i`.
+fn permute<T: Copy>(data: &mut [T], from: &[usize]) {
+    let moved: Vec<T> = from.iter().map(|&i| data[i]).collect();
+    data.copy_from_slice(&moved);
 }
 
 /// Turns `keys`, the bits of values ≥ 0 in listing order, into sorted keys by
