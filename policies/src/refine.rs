@@ -268,14 +268,24 @@ pub(crate) fn improve(
     asg.recompute(cat);
 }
 
+/// What the Polyak steps of [`subgradient`] aim at: an estimate of the
+/// optimum, below every bound.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Target {
+    /// The value of a known feasible answer.
+    Feasible(f64),
+    /// This fraction of the bound at the starting prices (when no feasible
+    /// answer is known yet).
+    BelowStart(f64),
+}
+
 /// Subgradient descent on the Lagrangian dual from `start` (prices per unit),
-/// with Polyak steps towards `target` (the value of a known feasible answer).
-/// Each iteration costs one pass over the catalog. Returns the prices of the
-/// least bound found and that bound.
+/// with Polyak steps towards `target`. Each iteration costs one pass over the
+/// catalog. Returns the prices of the least bound found and that bound.
 pub(crate) fn subgradient(
     cat: &Catalog,
     start: &[f64],
-    target: f64,
+    target: Target,
     iterations: usize,
 ) -> (Vec<f64>, f64) {
     let m = cat.resources();
@@ -290,6 +300,11 @@ pub(crate) fn subgradient(
     let mut grad = vec![0.0; m];
     let mut theta = 1.0;
     let mut stall = 0;
+    // what the steps aim at; for `BelowStart`, fixed at the first bound
+    let mut aim = match target {
+        Target::Feasible(value) => Some(value),
+        Target::BelowStart(_) => None,
+    };
     for _ in 0..iterations {
         let mut value: f64 = lambda.iter().sum();
         grad.iter_mut().for_each(|g| *g = 1.0);
@@ -321,7 +336,11 @@ pub(crate) fn subgradient(
             .zip(&lambda)
             .map(|(&g, &l)| if l <= 0.0 && g > 0.0 { 0.0 } else { g * g })
             .sum();
-        let gap = value - target;
+        let aim = *aim.get_or_insert(match target {
+            Target::Feasible(v) => v,
+            Target::BelowStart(fraction) => fraction * value,
+        });
+        let gap = value - aim;
         if norm <= 1e-18 || gap <= 1e-9 * value.abs().max(1.0) {
             break;
         }

@@ -1,8 +1,9 @@
-//! The full Q-RAM solve: required sessions placed first; a greedy ascent under
-//! scarcity prices; a few re-pricing rounds (subgradient steps on the
-//! Lagrangian dual, starting from the scarcity prices scaled to the marginal
-//! utility at which the ascent ran out of resources); a second ascent under
-//! the prices found; local exchanges on the better answer.
+//! The full Q-RAM solve: required sessions placed first; scarcity prices
+//! scaled to the marginal utility at which resources run out (found by a
+//! greedy ascent on a small problem, by where the compound resource runs out
+//! on a large one); a few re-pricing rounds (subgradient steps on the
+//! Lagrangian dual) from there; an ascent under the prices found; local
+//! exchanges on the better answer.
 
 use thiserror::Error;
 
@@ -10,7 +11,7 @@ use crate::catalog::{Assignment, Catalog, REJECT, has_product, path_prices};
 use crate::explain::least_demand;
 use crate::greedy::{Ascent, RequiredFailure, place_required};
 use crate::model::{Allocation, ModelError, Problem};
-use crate::refine::{ExchangeLimits, improve, lagrangian_bound, subgradient};
+use crate::refine::{ExchangeLimits, Target, improve, lagrangian_bound, subgradient};
 
 /// Why a problem has no answer.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -234,6 +235,10 @@ const SEARCH_FLOOR: u64 = 2_000_000;
 /// the bound there, and restarts find nothing better).
 const SMALL_WORK: u64 = 250_000;
 
+/// A large problem's re-pricing aims at this fraction of the bound at its
+/// starting prices (see [`solve_catalog`]).
+const LARGE_TARGET: f64 = 0.985;
+
 /// What a full solve of a catalog gives.
 pub(crate) struct Solved {
     pub assignment: Assignment,
@@ -253,40 +258,59 @@ pub(crate) fn solve_catalog(
     place_required(cat, &mut base, &scarcity).map_err(|f| required_error(problem, cat, f))?;
     let limits = default_limits(cat, options);
 
-    // 1. Q-RAM ascent under scarcity prices: a first answer, and the scale of
-    //    marginal utility at which resources ran out.
     let mut ascent = Ascent::default();
+    let work = cat.work().max(1);
+    // 1. The scale of marginal utility at which resources run out, which
+    //    turns the scarcity prices into prices of utility. A small problem
+    //    gets it from a Q-RAM ascent under scarcity prices, whose answer is
+    //    also the target of the re-pricing steps; a large one from the point
+    //    where the compound resource runs out (one pass, no ascent), with the
+    //    target a little under the first bound. On small problems the ascent's
+    //    target makes the many rounds they get converge closer to the optimum;
+    //    on large ones, with few rounds, the compound start ends nearer (by
+    //    0.1–0.4 % on 1,000 × 100 × 16 instances) in half the time.
     let mut best = base.clone();
-    ascent.ascend(cat, &mut best, &scarcity, None);
-    best.recompute(cat);
-    let scale = ascent.blocked.iter().copied().fold(0.0, f64::max);
+    let small = work <= SMALL_WORK;
+    let (scale, target) = if small {
+        ascent.ascend(cat, &mut best, &scarcity, None);
+        best.recompute(cat);
+        let scale = ascent.blocked.iter().copied().fold(0.0, f64::max);
+        (scale, Target::Feasible(best.value))
+    } else {
+        let scale = ascent.compound_scale(cat, &base, &scarcity);
+        (scale, Target::BelowStart(LARGE_TARGET))
+    };
     let start: Vec<f64> = if scale > 0.0 {
         scarcity.iter().map(|&p| p * scale).collect()
     } else {
-        // nothing blocked: every session got its best set-point
+        // nothing runs out: every session may have its best set-point
         vec![0.0; cat.resources()]
     };
     // 2. Re-pricing: a few subgradient steps on the Lagrangian dual from those
-    //    prices (each one pass over the catalog), then the ascent again under
-    //    the best prices found. The same prices bound the optimum and are the
+    //    prices (each one pass over the catalog), then the ascent under the
+    //    best prices found. The same prices bound the optimum and are the
     //    shadow prices.
     // small problems can afford more rounds within the same fixed floor of work
-    let work = cat.work().max(1);
     let rounds = options
         .pricing_rounds
         .max((SEARCH_FLOOR / work).min(200) as usize);
     let (prices, bound) = if scale > 0.0 {
-        subgradient(cat, &start, best.value, rounds)
+        subgradient(cat, &start, target, rounds)
     } else {
         (start.clone(), lagrangian_bound(cat, &start))
     };
-    if scale > 0.0 {
-        // a trace of the scarcity prices breaks ties on resources priced at zero
-        let priced: Vec<f64> = prices
-            .iter()
-            .zip(&start)
-            .map(|(&p, &s)| p + 1e-3 * s)
-            .collect();
+    if scale > 0.0 || !small {
+        let priced: Vec<f64> = if scale > 0.0 {
+            // a trace of the scarcity prices breaks ties on resources priced at zero
+            prices
+                .iter()
+                .zip(&start)
+                .map(|(&p, &s)| p + 1e-3 * s)
+                .collect()
+        } else {
+            // the compound resource does not run out; single ones still may
+            scarcity.clone()
+        };
         let mut second = base.clone();
         ascent.ascend(cat, &mut second, &priced, None);
         second.recompute(cat);
@@ -300,7 +324,7 @@ pub(crate) fn solve_catalog(
     // 4. Small problems: more ascents under perturbed prices, each polished,
     //    as many as the fixed floor of work allows.
     if scale > 0.0 {
-        let starts = if work <= SMALL_WORK {
+        let starts = if small {
             (SEARCH_FLOOR / (4 * work)).min(16)
         } else {
             0
@@ -373,7 +397,7 @@ pub(crate) fn prices_for(
     }
     if scale > 0.0 {
         let start: Vec<f64> = scarcity.iter().map(|&p| p * scale).collect();
-        subgradient(cat, &start, asg.value, rounds)
+        subgradient(cat, &start, Target::Feasible(asg.value), rounds)
     } else {
         // every session could take its next step: nothing is scarce
         let zero = vec![0.0; cat.resources()];
