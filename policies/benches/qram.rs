@@ -1,4 +1,4 @@
-//! Single-threaded timings of the full solve, an incremental admission, a
+//! Single-threaded timings of the full solve, building listed spaces, an incremental admission, a
 //! rebuild around what runs and a settle, a 262,144-point product space and
 //! the exact reference.
 //! Run: `cargo bench -p policies --bench qram`.
@@ -11,7 +11,7 @@ use policies::exact::{ExactLimits, solve_exact};
 use policies::generate::{
     GeneratorConfig, SplitMix64, generate, product_space, running_product_sessions,
 };
-use policies::{IncrementalOptions, QramState, Session, SetPointSpace};
+use policies::{IncrementalOptions, ListedSpace, QramState, Session, SetPoint, SetPointSpace};
 
 fn full(c: &mut Criterion) {
     let mut group = c.benchmark_group("full");
@@ -27,6 +27,37 @@ fn full(c: &mut Criterion) {
         b.iter(|| policies::solve(black_box(&p2)).unwrap())
     });
     group.finish();
+}
+
+/// Building the listed spaces of the 1,000 × 100 × 16 problem from its
+/// set-points: where their sort by utility is paid, once per problem rather
+/// than once per solve.
+fn model(c: &mut Criterion) {
+    let p = generate(1, &GeneratorConfig::new(1000, (100, 100), 4, 4));
+    let listings: Vec<Vec<SetPoint>> = p
+        .sessions
+        .iter()
+        .flat_map(|s| &s.options)
+        .map(|space| {
+            let SetPointSpace::Listed(l) = space else {
+                unreachable!("generated sessions list their set-points")
+            };
+            (0..l.len())
+                .map(|i| SetPoint {
+                    utility: l.utility(i),
+                    demand: l.demand(i),
+                })
+                .collect()
+        })
+        .collect();
+    c.bench_function("listed_spaces_1000x100x16", |b| {
+        b.iter(|| {
+            listings
+                .iter()
+                .map(|l| ListedSpace::new(black_box(l)).unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
 }
 
 fn incremental(c: &mut Criterion) {
@@ -152,5 +183,5 @@ fn exact(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, full, incremental, product, exact);
+criterion_group!(benches, full, model, incremental, product, exact);
 criterion_main!(benches);

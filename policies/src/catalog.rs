@@ -54,19 +54,17 @@ pub(crate) struct Catalog {
     /// from `afirst[s]`, one row of `rfirst[s + 1] - rfirst[s]` amounts per candidate.
     afirst: Vec<u32>,
     amt: Vec<f64>,
-    /// Per candidate: the space it comes from and its index in a listed space,
-    /// or (product space) the offset of its levels in `levels`.
+    /// Per candidate: the space it comes from and its place in the listing of
+    /// a listed space, or (product space) the offset of its levels in `levels`.
     space: Vec<u32>,
     index: Vec<u32>,
     product: Vec<bool>,
     levels: Vec<u32>,
     /// Scratch of `push`: column of each resource in the session's rows;
-    /// the set-point each resource was last seen in (to catch one named
-    /// twice) and that set-point's stamp; listed set-points that fit, with
-    /// their sort keys.
+    /// the limits on a listed space's resources; listed set-points that fit
+    /// (space, stored position), with their sort keys.
     column: Vec<u32>,
-    seen: Vec<u64>,
-    stamp: u64,
+    room: Vec<f64>,
     picks: Vec<(u32, u32)>,
     keys: Vec<u64>,
 }
@@ -86,15 +84,15 @@ impl Catalog {
     ) -> Option<Self> {
         let capacity: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
         let limit = capacity.iter().map(|&c| c + capacity_slack(c)).collect();
-        let points: usize = problem
+        let (points, amounts) = problem
             .sessions
             .iter()
             .flat_map(|s| &s.options)
             .map(|o| match o {
-                SetPointSpace::Listed(l) => l.len(),
-                SetPointSpace::Product(_) => 0,
+                SetPointSpace::Listed(l) => (l.len(), l.stored_rows().len()),
+                SetPointSpace::Product(_) => (0, 0),
             })
-            .sum();
+            .fold((0, 0), |(p, a), (q, b)| (p + q, a + b));
         let mut cat = Catalog {
             capacity,
             limit,
@@ -105,10 +103,9 @@ impl Catalog {
             rfirst: Vec::with_capacity(problem.sessions.len() + 1),
             res: Vec::new(),
             afirst: Vec::with_capacity(problem.sessions.len() + 1),
-            amt: Vec::with_capacity(points * 4),
+            amt: Vec::with_capacity(amounts),
             column: vec![u32::MAX; problem.resources.len()],
-            seen: vec![0; problem.resources.len()],
-            stamp: 0,
+            room: Vec::new(),
             picks: Vec::new(),
             keys: Vec::new(),
             space: Vec::with_capacity(points),
@@ -235,7 +232,7 @@ impl Catalog {
         let p = self.id(s, c);
         let space = &problem.sessions[s].options[self.space[p] as usize];
         match space {
-            SetPointSpace::Listed(points) => points[self.index[p] as usize].utility,
+            SetPointSpace::Listed(points) => points.utility(self.index[p] as usize),
             SetPointSpace::Product(space) => {
                 let at = self.index[p] as usize;
                 let dims = self.levels[at] as usize;
@@ -311,28 +308,36 @@ impl Catalog {
         for (si, space) in session.options.iter().enumerate() {
             match space {
                 SetPointSpace::Listed(points) => {
-                    for (pi, p) in points.iter().enumerate() {
-                        if !good(p.utility) {
+                    let res = points.resources();
+                    for &r in res {
+                        if r >= m {
                             return undo(self);
                         }
-                        self.stamp += 1;
-                        let mut ok = true;
-                        for &(r, a) in &p.demand {
-                            if r >= m || !good(a) || self.seen[r] == self.stamp {
-                                // no such resource, a bad number, or the resource named twice
-                                return undo(self);
-                            }
-                            self.seen[r] = self.stamp;
-                            if self.column[r] == u32::MAX {
-                                self.column[r] = 0;
-                                self.res.push(r as u32);
-                            }
-                            ok &= a <= self.limit[r];
+                        if self.column[r] == u32::MAX {
+                            self.column[r] = 0;
+                            self.res.push(r as u32);
                         }
-                        if ok {
-                            let value = weight * p.utility;
-                            self.keys.push(value.to_bits());
-                            self.picks.push((si as u32, pi as u32));
+                    }
+                    let utilities = points.stored_utilities();
+                    // no short cut: these loops vectorise
+                    let numbers_good = utilities
+                        .iter()
+                        .chain(points.stored_rows())
+                        .fold(true, |ok, &x| ok & good(x));
+                    if !numbers_good {
+                        return undo(self);
+                    }
+                    self.room.clear();
+                    self.room.extend(res.iter().map(|&r| self.limit[r]));
+                    for (k, &u) in utilities.iter().enumerate() {
+                        let fits = points
+                            .row(k)
+                            .iter()
+                            .zip(&self.room)
+                            .fold(true, |ok, (&a, &l)| ok & (a <= l));
+                        if fits {
+                            self.keys.push((weight * u).to_bits());
+                            self.picks.push((si as u32, k as u32));
                         }
                     }
                 }
@@ -358,19 +363,25 @@ impl Catalog {
         let mask = rank_keys(&mut self.keys);
         self.amt.reserve(self.keys.len() * w);
         for &key in &self.keys {
-            let (si, pi) = self.picks[(key & mask) as usize];
+            let (si, k) = self.picks[(key & mask) as usize];
             let SetPointSpace::Listed(points) = &session.options[si as usize] else {
                 unreachable!("picks name listed set-points");
             };
-            let p = &points[pi as usize];
-            let row = self.amt.len();
-            self.amt.resize(row + w, 0.0);
-            for &(r, a) in &p.demand {
-                self.amt[row + self.column[r] as usize] = a;
+            let row = points.row(k as usize);
+            if row.len() == w {
+                // the space demands every resource of the session: same columns
+                self.amt.extend_from_slice(row);
+            } else {
+                let at = self.amt.len();
+                self.amt.resize(at + w, 0.0);
+                for (&r, &a) in points.resources().iter().zip(row) {
+                    self.amt[at + self.column[r] as usize] = a;
+                }
             }
-            self.value.push(weight * p.utility);
+            self.value
+                .push(weight * points.stored_utilities()[k as usize]);
             self.space.push(si);
-            self.index.push(pi);
+            self.index.push(points.listing(k as usize) as u32);
             self.product.push(false);
         }
         let listed_end = self.value.len();
@@ -771,6 +782,17 @@ impl Assignment {
     pub fn to_allocation(&self, cat: &Catalog, problem: &Problem) -> Allocation {
         let mut usage = vec![0.0; cat.resources()];
         let mut total = 0.0;
+        // read from the problem first, in a loop of independent loads (the
+        // problem is out of cache by now)
+        let utilities: Vec<f64> = (self.choice.iter().enumerate())
+            .map(|(s, &c)| {
+                if c == REJECT {
+                    0.0
+                } else {
+                    cat.utility_of(problem, s, c)
+                }
+            })
+            .collect();
         let sessions = self
             .choice
             .iter()
@@ -792,7 +814,7 @@ impl Assignment {
                 total += cat.value_of(s, c);
                 SessionAllocation {
                     choice: Some(cat.origin(s, c)),
-                    utility: cat.utility_of(problem, s, c),
+                    utility: utilities[s],
                     demand,
                 }
             })
@@ -821,9 +843,9 @@ pub(crate) fn path_prices(problem: &Problem) -> Vec<Vec<f64>> {
         for space in &s.options {
             match space {
                 SetPointSpace::Listed(points) => {
-                    if let Some(top) = points.iter().max_by(|a, b| a.utility.total_cmp(&b.utility))
-                    {
-                        for &(r, a) in &top.demand {
+                    if !points.is_empty() {
+                        // stored by decreasing utility
+                        for (&r, &a) in points.resources().iter().zip(points.row(0)) {
                             requested[r] += a;
                         }
                     }
@@ -958,7 +980,7 @@ mod tests {
 
     #[test]
     fn a_bad_listed_set_point_leaves_the_catalog_as_it_was() {
-        use crate::model::{Resource, SetPoint};
+        use crate::model::{ListedSpace, Resource, SetPoint};
         let problem = Problem {
             resources: vec![
                 Resource {
@@ -978,14 +1000,17 @@ mod tests {
             weight: 1.0,
             required: false,
             options: vec![SetPointSpace::Listed(
-                demands
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, demand)| SetPoint {
-                        utility: 1.0 + i as f64,
-                        demand,
-                    })
-                    .collect(),
+                ListedSpace::new(
+                    &demands
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, demand)| SetPoint {
+                            utility: 1.0 + i as f64,
+                            demand,
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .expect("no resource named twice"),
             )],
         };
         // the same resource in two set-points is fine; one over capacity is left out
@@ -1010,8 +1035,18 @@ mod tests {
             cat.res.clone(),
             cat.sessions(),
         );
+        // a resource named twice in one set-point cannot even be stored
+        assert_eq!(
+            ListedSpace::new(&[SetPoint {
+                utility: 1.0,
+                demand: vec![(0, 1.0), (0, 2.0)],
+            }]),
+            Err(crate::model::RepeatedResource {
+                setpoint: 0,
+                resource: 0
+            })
+        );
         for bad in [
-            vec![vec![(0, 1.0)], vec![(0, 1.0), (0, 2.0)]],
             vec![vec![(0, f64::NAN)]],
             vec![vec![(1, -1.0)]],
             vec![vec![(0, 1.0)], vec![(2, 1.0)]],

@@ -98,11 +98,12 @@ fn enumerate(problem: &Problem, limits: &ExactLimits) -> Result<Vec<Vec<Point>>,
         for (si, space) in s.options.iter().enumerate() {
             match space {
                 SetPointSpace::Listed(list) => {
-                    for (pi, p) in list.iter().enumerate() {
-                        if fits(&p.demand) {
+                    for pi in 0..list.len() {
+                        let demand = list.demand(pi);
+                        if fits(&demand) {
                             points.push((
-                                p.utility,
-                                p.demand.clone(),
+                                list.utility(pi),
+                                demand,
                                 SetPointRef {
                                     space: si,
                                     point: PointChoice::Listed(pi),

@@ -54,15 +54,24 @@ pub enum Explanation {
 /// Least demand per resource of each way the session can run: listed set-points
 /// as they are, and for a product space its per-resource minimum (a lower bound
 /// on every set-point of the space).
-fn session_points(problem: &Problem, session: usize) -> Vec<Cow<'_, [(usize, f64)]>> {
+/// A demand as the resources and the amounts on them.
+type Demand<'a> = (Cow<'a, [usize]>, Cow<'a, [f64]>);
+
+fn session_points(problem: &Problem, session: usize) -> Vec<Demand<'_>> {
     let mut out = Vec::new();
     for space in &problem.sessions[session].options {
         match space {
             SetPointSpace::Listed(points) => {
-                out.extend(points.iter().map(|p| Cow::Borrowed(p.demand.as_slice())));
+                out.extend((0..points.len()).map(|i| {
+                    (
+                        Cow::Borrowed(points.resources()),
+                        Cow::Borrowed(points.amounts(i)),
+                    )
+                }));
             }
             SetPointSpace::Product(p) if !p.is_empty() => {
-                out.push(Cow::Owned(product_min_demand(p)));
+                let (res, amt) = product_min_demand(p).into_iter().unzip();
+                out.push((Cow::Owned(res), Cow::Owned(amt)));
             }
             SetPointSpace::Product(_) => {}
         }
@@ -80,8 +89,8 @@ pub(crate) fn least_demand(problem: &Problem, s: usize) -> Vec<f64> {
     let mut least = vec![f64::INFINITY; m];
     // how many set-points name each resource: one that does not demands none of it
     let mut named = vec![0usize; m];
-    for d in &points {
-        for &(r, a) in d.iter() {
+    for (res, amt) in &points {
+        for (&r, &a) in res.iter().zip(amt.iter()) {
             least[r] = least[r].min(a);
             named[r] += 1;
         }
@@ -103,10 +112,10 @@ pub(crate) fn shortest_fall(
     free: &[f64],
 ) -> Option<(f64, Vec<usize>)> {
     let mut best: Option<(f64, Vec<(usize, f64)>)> = None;
-    for d in session_points(problem, session) {
+    for (res, amt) in session_points(problem, session) {
         let mut total = 0.0;
         let mut short = Vec::new();
-        for &(r, a) in d.iter() {
+        for (&r, &a) in res.iter().zip(amt.iter()) {
             let lack = a - free[r].max(0.0);
             let cap = problem.resources[r].capacity;
             if lack > 1e-12 * cap.max(1.0) {
@@ -200,20 +209,14 @@ mod tests {
     use crate::model::{Resource, Session, SetPoint};
 
     fn listed(id: &str, demands: Vec<Vec<(usize, f64)>>) -> Session {
-        Session {
-            id: id.into(),
-            weight: 1.0,
-            required: true,
-            options: vec![SetPointSpace::Listed(
-                demands
-                    .into_iter()
-                    .map(|demand| SetPoint {
-                        utility: 1.0,
-                        demand,
-                    })
-                    .collect(),
-            )],
-        }
+        let points: Vec<SetPoint> = demands
+            .into_iter()
+            .map(|demand| SetPoint {
+                utility: 1.0,
+                demand,
+            })
+            .collect();
+        Session::listed(id, 1.0, true, &points).expect("each resource named once")
     }
 
     #[test]

@@ -225,7 +225,10 @@ pub fn generate(seed: u64, config: &GeneratorConfig) -> Problem {
                 least_required[r] += a;
             }
         }
-        sessions.push(Session::listed(format!("s{i}"), weight, required, points));
+        sessions.push(
+            Session::listed(format!("s{i}"), weight, required, &points)
+                .expect("generated demands name each resource once"),
+        );
     }
     for (r, res) in resources.iter_mut().enumerate() {
         let t = rng.range_f64(config.tightness.0, config.tightness.1);

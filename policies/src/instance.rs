@@ -149,7 +149,14 @@ pub fn parse_instance(text: &str) -> Result<Problem, InstanceError> {
                 demand,
             });
         }
-        sessions.push(Session::listed(s.id, s.weight, s.required, points));
+        let session = Session::listed(&s.id, s.weight, s.required, &points).map_err(|e| {
+            ModelError::RepeatedDemand {
+                what: format!("space 0 set-point {}", e.setpoint),
+                resource: resources[e.resource].name.clone(),
+                id: s.id,
+            }
+        })?;
+        sessions.push(session);
     }
     let problem = Problem {
         resources,

@@ -34,7 +34,8 @@ mod solve;
 pub use explain::{Explanation, RejectionReason, ResourcePrice, explain};
 pub use incremental::{Admission, Change, IncrementalOptions, QramState};
 pub use model::{
-    Allocation, ModelError, PointChoice, Problem, ProductSpace, QosDimension, QosLevel, Resource,
-    Session, SessionAllocation, SetPoint, SetPointRef, SetPointSpace,
+    Allocation, ListedSpace, ModelError, PointChoice, Problem, ProductSpace, QosDimension,
+    QosLevel, RepeatedResource, Resource, Session, SessionAllocation, SetPoint, SetPointRef,
+    SetPointSpace,
 };
 pub use solve::{Overload, SolveError, SolveOptions, solve, solve_with};

@@ -21,6 +21,157 @@ pub struct SetPoint {
     pub demand: Vec<(usize, f64)>,
 }
 
+/// A set-point that names a resource twice in its demand.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+#[error("set-point {setpoint} lists resource index {resource} twice")]
+pub struct RepeatedResource {
+    /// The set-point, by its place in the listing.
+    pub setpoint: usize,
+    /// The resource index.
+    pub resource: usize,
+}
+
+/// Explicit set-points of one space, stored flat: the resources any of them
+/// demands (increasing), one dense row of amounts per set-point over those
+/// resources, and the utilities. They are kept in order of decreasing
+/// utility (ties in listing order), the order every pass of the solver reads
+/// them in, so a solve sorts nothing; each keeps its place in the listing,
+/// which is what [`PointChoice::Listed`] and every accessor take.
+///
+/// Numbers are stored as given: [`Problem::validate`] checks them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListedSpace {
+    resources: Vec<usize>,
+    /// By decreasing utility.
+    utility: Vec<f64>,
+    /// Row `k` (of `resources.len()` amounts) belongs to `utility[k]`.
+    amounts: Vec<f64>,
+    /// Place in the listing of the set-point stored at `k`.
+    listing: Vec<u32>,
+    /// Where the set-point listed at `i` is stored.
+    position: Vec<u32>,
+}
+
+impl ListedSpace {
+    /// Stores `points` (in any order).
+    ///
+    /// # Errors
+    /// [`RepeatedResource`] if a set-point's demand names a resource twice.
+    pub fn new(points: &[SetPoint]) -> Result<Self, RepeatedResource> {
+        let mut resources: Vec<usize> = points
+            .iter()
+            .flat_map(|p| p.demand.iter().map(|&(r, _)| r))
+            .collect();
+        resources.sort_unstable();
+        resources.dedup();
+        let w = resources.len();
+        let column = |r: usize| resources.binary_search(&r).expect("a listed resource");
+        // by decreasing utility in the order of `f64::total_cmp` (bad numbers
+        // included: validation names them), ties in listing order
+        let mut order: Vec<(u64, u32)> = (points.iter().zip(0u32..))
+            .map(|(p, i)| {
+                let bits = p.utility.to_bits();
+                let ascending = bits ^ (((bits as i64 >> 63) as u64) | (1 << 63));
+                (!ascending, i)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut space = ListedSpace {
+            utility: Vec::with_capacity(points.len()),
+            amounts: vec![0.0; points.len() * w],
+            listing: order.into_iter().map(|(_, i)| i).collect(),
+            position: vec![0; points.len()],
+            resources: Vec::new(),
+        };
+        let mut written = vec![usize::MAX; w];
+        for (k, &i) in space.listing.iter().enumerate() {
+            let p = &points[i as usize];
+            space.position[i as usize] = k as u32;
+            space.utility.push(p.utility);
+            for &(r, a) in &p.demand {
+                let c = column(r);
+                if written[c] == k {
+                    return Err(RepeatedResource {
+                        setpoint: i as usize,
+                        resource: r,
+                    });
+                }
+                written[c] = k;
+                space.amounts[k * w + c] = a;
+            }
+        }
+        space.resources = resources;
+        Ok(space)
+    }
+
+    /// Number of set-points.
+    pub fn len(&self) -> usize {
+        self.utility.len()
+    }
+
+    /// Whether there is no set-point.
+    pub fn is_empty(&self) -> bool {
+        self.utility.is_empty()
+    }
+
+    /// The resources any set-point demands, increasing.
+    pub fn resources(&self) -> &[usize] {
+        &self.resources
+    }
+
+    /// Utility of the set-point listed at `i`.
+    ///
+    /// # Panics
+    /// If there is no such set-point.
+    pub fn utility(&self, i: usize) -> f64 {
+        self.utility[self.position[i] as usize]
+    }
+
+    /// Amounts of the set-point listed at `i`, one per entry of
+    /// [`ListedSpace::resources`].
+    ///
+    /// # Panics
+    /// If there is no such set-point.
+    pub fn amounts(&self, i: usize) -> &[f64] {
+        self.row(self.position[i] as usize)
+    }
+
+    /// Sparse demand `(resource index, amount)` of the set-point listed at
+    /// `i`: the resources it demands a non-zero amount of.
+    ///
+    /// # Panics
+    /// If there is no such set-point.
+    pub fn demand(&self, i: usize) -> Vec<(usize, f64)> {
+        self.resources
+            .iter()
+            .zip(self.amounts(i))
+            .filter(|&(_, &a)| a != 0.0)
+            .map(|(&r, &a)| (r, a))
+            .collect()
+    }
+
+    /// Utilities by decreasing value (the stored order).
+    pub(crate) fn stored_utilities(&self) -> &[f64] {
+        &self.utility
+    }
+
+    /// All rows, in the stored order.
+    pub(crate) fn stored_rows(&self) -> &[f64] {
+        &self.amounts
+    }
+
+    /// The row stored at `k`.
+    pub(crate) fn row(&self, k: usize) -> &[f64] {
+        let w = self.resources.len();
+        &self.amounts[k * w..(k + 1) * w]
+    }
+
+    /// Place in the listing of the set-point stored at `k`.
+    pub(crate) fn listing(&self, k: usize) -> usize {
+        self.listing[k] as usize
+    }
+}
+
 /// One level of a QoS dimension in a [`ProductSpace`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct QosLevel {
@@ -101,8 +252,8 @@ impl ProductSpace {
 /// One way to run a session (one variant on one placement): a set of set-points.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SetPointSpace {
-    /// Explicit set-points, in any order, utilities not necessarily concave.
-    Listed(Vec<SetPoint>),
+    /// Explicit set-points, utilities not necessarily concave.
+    Listed(ListedSpace),
     /// QoS dimensions with additive utility and multiplicative demand.
     Product(ProductSpace),
 }
@@ -121,19 +272,22 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session with one listed space.
+    /// A session with one listed space of `points`, in any order.
+    ///
+    /// # Errors
+    /// [`RepeatedResource`] if a set-point's demand names a resource twice.
     pub fn listed(
         id: impl Into<String>,
         weight: f64,
         required: bool,
-        points: Vec<SetPoint>,
-    ) -> Self {
-        Session {
+        points: &[SetPoint],
+    ) -> Result<Self, RepeatedResource> {
+        Ok(Session {
             id: id.into(),
             weight,
             required,
-            options: vec![SetPointSpace::Listed(points)],
-        }
+            options: vec![SetPointSpace::Listed(ListedSpace::new(points)?)],
+        })
     }
 }
 
@@ -345,27 +499,24 @@ impl Problem {
             for (si, space) in s.options.iter().enumerate() {
                 match space {
                     SetPointSpace::Listed(points) => {
-                        for (pi, p) in points.iter().enumerate() {
+                        for &r in points.resources() {
+                            if r >= count {
+                                return Err(ModelError::UnknownResource {
+                                    id: s.id.clone(),
+                                    what: format!("space {si}"),
+                                    index: r,
+                                    count,
+                                });
+                            }
+                        }
+                        for pi in 0..points.len() {
                             let at = || format!("space {si} set-point {pi}");
-                            check_number(&s.id, || format!("{} utility", at()), p.utility)?;
-                            stamp += 1;
-                            for &(r, a) in &p.demand {
-                                if r >= count {
-                                    return Err(ModelError::UnknownResource {
-                                        id: s.id.clone(),
-                                        what: at(),
-                                        index: r,
-                                        count,
-                                    });
-                                }
-                                if seen[r] == stamp {
-                                    return Err(ModelError::RepeatedDemand {
-                                        id: s.id.clone(),
-                                        what: at(),
-                                        resource: self.resources[r].name.clone(),
-                                    });
-                                }
-                                seen[r] = stamp;
+                            check_number(
+                                &s.id,
+                                || format!("{} utility", at()),
+                                points.utility(pi),
+                            )?;
+                            for (&r, &a) in points.resources().iter().zip(points.amounts(pi)) {
                                 check_number(
                                     &s.id,
                                     || format!("{} demand on {}", at(), self.resources[r].name),
@@ -472,8 +623,7 @@ impl Problem {
             &choice.point,
         ) {
             (SetPointSpace::Listed(points), PointChoice::Listed(i)) => {
-                let p = points.get(*i)?;
-                Some((p.utility, p.demand.clone()))
+                (*i < points.len()).then(|| (points.utility(*i), points.demand(*i)))
             }
             (SetPointSpace::Product(p), PointChoice::Levels(levels)) => {
                 if levels.len() != p.dimensions.len()
@@ -488,5 +638,106 @@ impl Problem {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(utility: f64, demand: &[(usize, f64)]) -> SetPoint {
+        SetPoint {
+            utility,
+            demand: demand.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_listed_space_answers_by_listing_place_and_stores_by_utility() {
+        let listing = [
+            point(1.0, &[(3, 0.5)]),
+            point(4.0, &[(1, 2.0), (3, 1.0)]),
+            point(2.0, &[]),
+            point(4.0, &[(1, 3.0)]),
+        ];
+        let space = ListedSpace::new(&listing).unwrap();
+        assert_eq!(space.len(), 4);
+        assert_eq!(space.resources(), &[1, 3]);
+        for (i, p) in listing.iter().enumerate() {
+            assert_eq!(space.utility(i), p.utility);
+            assert_eq!(space.demand(i), p.demand, "set-point {i}");
+        }
+        assert_eq!(space.amounts(0), &[0.0, 0.5]);
+        // decreasing utility, ties in listing order
+        assert_eq!(space.stored_utilities(), &[4.0, 4.0, 2.0, 1.0]);
+        let stored: Vec<usize> = (0..4).map(|k| space.listing(k)).collect();
+        assert_eq!(stored, [1, 3, 2, 0]);
+        assert_eq!(space.row(1), &[3.0, 0.0]);
+        // any numbers, in the order of total_cmp
+        let odd = [
+            -1.0,
+            f64::INFINITY,
+            0.0,
+            -0.0,
+            3.0,
+            f64::NAN,
+            -f64::NAN,
+            3.0,
+        ];
+        let space = ListedSpace::new(&odd.map(|u| point(u, &[]))).unwrap();
+        let mut want: Vec<usize> = (0..odd.len()).collect();
+        want.sort_by(|&a, &b| odd[b].total_cmp(&odd[a]).then(a.cmp(&b)));
+        let stored: Vec<usize> = (0..odd.len()).map(|k| space.listing(k)).collect();
+        assert_eq!(stored, want);
+        // an empty space
+        let empty = ListedSpace::new(&[]).unwrap();
+        assert!(empty.is_empty() && empty.resources().is_empty());
+    }
+
+    #[test]
+    fn a_set_point_naming_a_resource_twice_is_refused_with_its_place() {
+        let err = ListedSpace::new(&[
+            point(1.0, &[(0, 1.0)]),
+            point(2.0, &[(2, 1.0), (0, 1.0), (2, 0.5)]),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RepeatedResource {
+                setpoint: 1,
+                resource: 2
+            }
+        );
+        assert_eq!(err.to_string(), "set-point 1 lists resource index 2 twice");
+    }
+
+    #[test]
+    fn bad_numbers_in_a_listed_space_are_stored_and_validation_names_them() {
+        let problem = Problem {
+            resources: vec![Resource {
+                name: "cpu".into(),
+                capacity: 1.0,
+            }],
+            sessions: vec![
+                Session::listed("s", 1.0, false, &[point(1.0, &[(0, f64::NAN)])]).unwrap(),
+            ],
+        };
+        let err = problem.validate().unwrap_err();
+        assert!(
+            matches!(&err, ModelError::BadNumber { what, .. } if what == "space 0 set-point 0 demand on cpu"),
+            "{err}"
+        );
+        let unknown = Problem {
+            sessions: vec![Session::listed("s", 1.0, false, &[point(1.0, &[(5, 1.0)])]).unwrap()],
+            ..problem
+        };
+        assert!(matches!(
+            unknown.validate(),
+            Err(ModelError::UnknownResource {
+                index: 5,
+                count: 1,
+                ..
+            })
+        ));
     }
 }

@@ -10,6 +10,11 @@ use policies::{
     Session, SetPoint, SetPointSpace, explain,
 };
 
+/// A session with one listed space (the tests name each resource once per set-point).
+fn listed(id: &str, weight: f64, required: bool, points: Vec<SetPoint>) -> Session {
+    Session::listed(id, weight, required, &points).expect("each resource named once")
+}
+
 fn point(utility: f64, demand: &[(usize, f64)]) -> SetPoint {
     SetPoint {
         utility,
@@ -63,13 +68,13 @@ fn hysteresis_keeps_sessions_for_tiny_gains() {
         name: "n1/cpu".into(),
         capacity: 2.0,
     }];
-    let a = Session::listed(
+    let a = listed(
         "a",
         1.0,
         true,
         vec![point(1.0, &[(0, 1.0)]), point(1.005, &[(0, 1.5)])],
     );
-    let b = Session::listed("b", 1.0, false, vec![point(1.0, &[(0, 1.0)])]);
+    let b = listed("b", 1.0, false, vec![point(1.0, &[(0, 1.0)])]);
     let problem = Problem {
         resources,
         sessions: vec![a, b],
@@ -108,7 +113,7 @@ fn newcomer_that_cannot_fit_is_rejected_with_the_binding_resource() {
             capacity: 100.0,
         },
     ];
-    let running = Session::listed(
+    let running = listed(
         "run",
         1.0,
         true,
@@ -126,7 +131,7 @@ fn newcomer_that_cannot_fit_is_rejected_with_the_binding_resource() {
     )
     .unwrap();
     let before = state.allocation();
-    let newcomer = Session::listed("new", 5.0, false, vec![point(1.0, &[(0, 0.8), (1, 10.0)])]);
+    let newcomer = listed("new", 5.0, false, vec![point(1.0, &[(0, 0.8), (1, 10.0)])]);
     let admission = state.admit(newcomer).unwrap();
     assert!(!admission.admitted);
     assert!(admission.changes.is_empty());
@@ -140,12 +145,7 @@ fn newcomer_that_cannot_fit_is_rejected_with_the_binding_resource() {
     assert_eq!(state.allocation(), before, "nothing changed");
     // a newcomer that fits when the running session degrades is admitted, and the degradation reported
     let admission = state
-        .admit(Session::listed(
-            "small",
-            5.0,
-            false,
-            vec![point(1.0, &[(0, 0.4)])],
-        ))
+        .admit(listed("small", 5.0, false, vec![point(1.0, &[(0, 0.4)])]))
         .unwrap();
     assert!(admission.admitted);
     assert!(
@@ -235,7 +235,7 @@ fn large_product_space_is_admitted_without_enumeration() {
 
 /// One session on one resource: `low` or `high` units at utility 0.1 / 0.2.
 fn two_level(id: &str, low: f64, high: f64, utility: f64) -> Session {
-    Session::listed(
+    listed(
         id,
         1.0,
         false,
@@ -259,7 +259,7 @@ fn a_required_session_is_degraded_never_evicted() {
     assert!(state.admit(two_level("a", 0.2, 0.6, 1.0)).unwrap().admitted);
     // Without `require`, a newcomer worth far more takes a's place entirely ...
     let mut open = state.clone();
-    let vip = Session::listed("vip", 1.0, false, vec![point(100.0, &[(0, 0.85)])]);
+    let vip = listed("vip", 1.0, false, vec![point(100.0, &[(0, 0.85)])]);
     let admission = open.admit(vip.clone()).unwrap();
     assert!(admission.admitted);
     assert!(
@@ -285,38 +285,33 @@ fn an_update_reports_the_set_point_a_session_had_before() {
             capacity: 1.0,
         }],
         sessions: vec![
-            Session::listed(
+            listed(
                 "a",
                 1.0,
                 true,
                 vec![point(0.5, &[(0, 0.4)]), point(1.0, &[(0, 0.5)])],
             ),
-            Session::listed("b", 1.0, true, vec![point(1.0, &[(0, 0.5)])]),
+            listed("b", 1.0, true, vec![point(1.0, &[(0, 0.5)])]),
         ],
     };
     let mut state = QramState::new(problem, IncrementalOptions::default()).unwrap();
-    let listed = |i| {
+    let at = |i| {
         Some(policies::SetPointRef {
             space: 0,
             point: PointChoice::Listed(i),
         })
     };
-    assert_eq!(state.allocation().sessions[0].choice, listed(1));
+    assert_eq!(state.allocation().sessions[0].choice, at(1));
     // a's set-points change: its old one (index 1) no longer exists
     let changes = state
-        .update(Session::listed(
-            "a",
-            1.0,
-            true,
-            vec![point(0.3, &[(0, 0.2)])],
-        ))
+        .update(listed("a", 1.0, true, vec![point(0.3, &[(0, 0.2)])]))
         .unwrap();
     assert_eq!(
         changes,
         vec![policies::Change {
             id: "a".into(),
-            from: listed(1),
-            to: listed(0),
+            from: at(1),
+            to: at(0),
         }]
     );
     assert!(state.problem().is_feasible(&state.allocation()));
@@ -332,7 +327,7 @@ fn a_newcomer_takes_the_room_left_rather_than_degrade_a_heavier_session() {
         capacity: 1.0,
     }];
     let levels = |id: &str, weight: f64, required: bool| {
-        Session::listed(
+        listed(
             id,
             weight,
             required,

@@ -9,6 +9,11 @@ use policies::{
     SetPointRef, SetPointSpace, SolveError,
 };
 
+/// A session with one listed space (the tests name each resource once per set-point).
+fn listed(id: &str, weight: f64, required: bool, points: Vec<SetPoint>) -> Session {
+    Session::listed(id, weight, required, &points).expect("each resource named once")
+}
+
 fn point(utility: f64, demand: &[(usize, f64)]) -> SetPoint {
     SetPoint {
         utility,
@@ -112,7 +117,7 @@ fn sessions_at_unlisted_level_combinations_stay_unless_moving_pays() {
     }
 
     // a newcomer that fits in the headroom moves nobody
-    let newcomer = Session::listed("new", 1.0, false, vec![point(1.0, &[(0, 0.01)])]);
+    let newcomer = listed("new", 1.0, false, vec![point(1.0, &[(0, 0.01)])]);
     let admission = state.admit(newcomer).unwrap();
     assert!(admission.admitted);
     assert_eq!(admission.changes.len(), 1, "{:?}", admission.changes);
@@ -123,7 +128,7 @@ fn sessions_at_unlisted_level_combinations_stay_unless_moving_pays() {
     // a newcomer too big for the headroom degrades some sessions, one step
     // at a time, and only as far as needed
     let cpu = problem.resources[0].capacity;
-    let big = Session::listed("big", 50.0, false, vec![point(10.0, &[(0, 0.2 * cpu)])]);
+    let big = listed("big", 50.0, false, vec![point(10.0, &[(0, 0.2 * cpu)])]);
     let admission = state.admit(big).unwrap();
     assert!(admission.admitted, "{:?}", admission.explanation);
     let moved: Vec<&Change> = admission.changes.iter().filter(|c| c.id != "big").collect();
@@ -276,7 +281,7 @@ fn settle_does_not_move_a_session_for_a_gain_below_the_change_cost() {
             name: "n1/cpu".into(),
             capacity: 2.0,
         }],
-        sessions: vec![Session::listed(
+        sessions: vec![listed(
             "a",
             1.0,
             true,
@@ -327,13 +332,13 @@ fn settle_trades_a_session_down_for_a_larger_gain_elsewhere() {
             capacity: 2.0,
         }],
         sessions: vec![
-            Session::listed(
+            listed(
                 "a",
                 1.0,
                 true,
                 vec![point(0.5, &[(0, 0.5)]), point(1.0, &[(0, 1.0)])],
             ),
-            Session::listed(
+            listed(
                 "b",
                 3.0,
                 true,
@@ -365,7 +370,7 @@ fn a_required_session_built_from_an_assignment_is_degraded_never_evicted() {
             name: "n1/cpu".into(),
             capacity: 1.0,
         }],
-        sessions: vec![Session::listed(
+        sessions: vec![listed(
             "a",
             1.0,
             false,
@@ -376,7 +381,7 @@ fn a_required_session_built_from_an_assignment_is_degraded_never_evicted() {
         space: 0,
         point: PointChoice::Listed(1),
     })];
-    let vip = Session::listed("vip", 1.0, false, vec![point(100.0, &[(0, 0.85)])]);
+    let vip = listed("vip", 1.0, false, vec![point(100.0, &[(0, 0.85)])]);
     let mut open =
         QramState::from_assignment(problem.clone(), at.clone(), IncrementalOptions::default())
             .unwrap();
