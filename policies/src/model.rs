@@ -497,17 +497,16 @@ impl Problem {
         let mut stamp = 0usize;
         for s in &self.sessions {
             for (si, space) in s.options.iter().enumerate() {
+                let unknown = |index| ModelError::UnknownResource {
+                    id: s.id.clone(),
+                    what: format!("space {si}"),
+                    index,
+                    count,
+                };
                 match space {
                     SetPointSpace::Listed(points) => {
-                        for &r in points.resources() {
-                            if r >= count {
-                                return Err(ModelError::UnknownResource {
-                                    id: s.id.clone(),
-                                    what: format!("space {si}"),
-                                    index: r,
-                                    count,
-                                });
-                            }
+                        if let Some(&r) = points.resources().iter().find(|&&r| r >= count) {
+                            return Err(unknown(r));
                         }
                         for pi in 0..points.len() {
                             let at = || format!("space {si} set-point {pi}");
@@ -541,12 +540,7 @@ impl Problem {
                         stamp += 1;
                         for (k, &r) in p.resources.iter().enumerate() {
                             if r >= count {
-                                return Err(ModelError::UnknownResource {
-                                    id: s.id.clone(),
-                                    what: format!("space {si}"),
-                                    index: r,
-                                    count,
-                                });
+                                return Err(unknown(r));
                             }
                             if seen[r] == stamp {
                                 return Err(ModelError::RepeatedDemand {
