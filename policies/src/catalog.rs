@@ -3,8 +3,11 @@
 //! allocation per array), and the assignment of one candidate (or rejection)
 //! per session with the resulting usage.
 //!
-//! Candidates are the listed set-points that fit the capacities on their own,
-//! and for a product space the points on its majorant walks. Session `s` owns
+//! Candidates are the listed set-points that fit the capacities on their own
+//! and that no other set-point of their space dominates (see
+//! [`ListedSpace::is_dominated`]: no optimum needs one, and no pass of the
+//! solver would pick one), and for a product space the points on its
+//! majorant walks. Session `s` owns
 //! the candidates `first[s]..first[s + 1]`; within a session a candidate is
 //! named by its local index `c`, and they are stored by decreasing value
 //! (which does not depend on prices), so that the majorant under any price
@@ -14,7 +17,8 @@
 //! A session may be *pinned* at a set-point of a product space (where it runs
 //! now, which the walks need not visit): its candidates then also include the
 //! walks down and up from that point, so that it can stay there or move one
-//! step at a time.
+//! step at a time. Pinned at a dominated listed set-point, it keeps that one
+//! as a candidate.
 
 use std::collections::HashSet;
 
@@ -276,9 +280,10 @@ impl Catalog {
     }
 
     /// Appends the rows of `points` (space `si` of the session, its rows
-    /// over exactly the session's resources) that fit on their own, in their
-    /// stored order.
-    fn push_rows(&mut self, points: &ListedSpace, si: u32, weight: f64) {
+    /// over exactly the session's resources) that fit on their own and are
+    /// not dominated (or are the one stored at `pinned`), in their stored
+    /// order.
+    fn push_rows(&mut self, points: &ListedSpace, si: u32, weight: f64, pinned: Option<usize>) {
         self.room_on(points.resources());
         let room = &self.room;
         let fits = |row: &[f64]| {
@@ -286,21 +291,19 @@ impl Catalog {
                 .zip(room)
                 .fold(true, |ok, (&a, &l)| ok & (a <= l))
         };
+        let dominated = points.stored_dominated();
+        let keep = |k: usize| (!dominated[k] || pinned == Some(k)) && fits(points.row(k));
         let n = points.len();
-        let all = (0..n).all(|k| fits(points.row(k)));
-        if all {
+        if (0..n).all(keep) {
             self.amt.extend_from_slice(points.stored_rows());
             self.value
                 .extend(points.stored_utilities().iter().map(|&u| weight * u));
             self.index.extend((0..n).map(|k| points.listing(k) as u32));
         } else {
-            for k in 0..n {
-                let row = points.row(k);
-                if fits(row) {
-                    self.amt.extend_from_slice(row);
-                    self.value.push(weight * points.stored_utilities()[k]);
-                    self.index.push(points.listing(k) as u32);
-                }
+            for k in (0..n).filter(|&k| keep(k)) {
+                self.amt.extend_from_slice(points.row(k));
+                self.value.push(weight * points.stored_utilities()[k]);
+                self.index.push(points.listing(k) as u32);
             }
         }
         let kept = self.value.len() - self.space.len();
@@ -309,20 +312,28 @@ impl Catalog {
     }
 
     /// Appends the set-points of every listed space of `session` that fit on
-    /// their own, merged by decreasing value, each row spread over the
-    /// session's `w` resources.
-    fn push_listed_sorted(&mut self, session: &Session, weight: f64, w: usize) {
+    /// their own and are not dominated (or are the one `pin` names), merged
+    /// by decreasing value, each row spread over the session's `w` resources.
+    fn push_listed_sorted(
+        &mut self,
+        session: &Session,
+        weight: f64,
+        w: usize,
+        pin: Option<&SetPointRef>,
+    ) {
         self.picks.clear();
         self.keys.clear();
         for (si, space) in session.options.iter().enumerate() {
             let SetPointSpace::Listed(points) = space else {
                 continue;
             };
+            let pinned = listed_pin(pin, si, points);
+            let dominated = points.stored_dominated();
             self.room_on(points.resources());
             for (k, &u) in points.stored_utilities().iter().enumerate() {
                 let fits =
                     (points.row(k).iter().zip(&self.room)).fold(true, |ok, (&a, &l)| ok & (a <= l));
-                if fits {
+                if fits && (!dominated[k] || pinned == Some(k)) {
                     self.keys.push((weight * u).to_bits());
                     self.picks.push((si as u32, k as u32));
                 }
@@ -355,9 +366,9 @@ impl Catalog {
     }
 
     /// Appends the candidates of `session` (set-points that exceed a capacity on
-    /// their own are left out: they can never be chosen), pinned at `pin` if
-    /// given (see the module documentation; a pin that names no set-point of a
-    /// product space of the session is ignored).
+    /// their own are left out: they can never be chosen; so are dominated
+    /// ones), pinned at `pin` if given (see the module documentation; a pin
+    /// that names no set-point of the session is ignored).
     ///
     /// Returns `false`, leaving the catalog unchanged, if a number is negative
     /// or not finite, or a demand names a resource that does not exist or names
@@ -420,9 +431,9 @@ impl Catalog {
         if let [SetPointSpace::Listed(points)] = session.options.as_slice() {
             // one space: its rows run over the session's resources and are
             // stored by decreasing utility already
-            self.push_rows(points, 0, weight);
+            self.push_rows(points, 0, weight, listed_pin(pin, 0, points));
         } else {
-            self.push_listed_sorted(session, weight, w);
+            self.push_listed_sorted(session, weight, w, pin);
         }
         let listed_end = self.value.len();
         for (si, space) in session.options.iter().enumerate() {
@@ -664,6 +675,18 @@ fn rank_keys(keys: &mut [u64]) -> u64 {
         keys.sort_unstable();
     }
     mask
+}
+
+/// Where `points` (space `si` of its session) stores the set-point `pin`
+/// names, if it names one of them.
+fn listed_pin(pin: Option<&SetPointRef>, si: usize, points: &ListedSpace) -> Option<usize> {
+    match pin {
+        Some(SetPointRef {
+            space,
+            point: PointChoice::Listed(i),
+        }) if *space == si && *i < points.len() => Some(points.position(*i)),
+        _ => None,
+    }
 }
 
 /// The first row (of `W` amounts over the resources `res`) whose
@@ -992,7 +1015,10 @@ mod tests {
                         unreachable!()
                     };
                     (0..points.len())
-                        .filter(|&i| (points.demand(i).iter()).all(|&(r, a)| a <= cat.limit[r]))
+                        .filter(|&i| {
+                            !points.is_dominated(i)
+                                && (points.demand(i).iter()).all(|&(r, a)| a <= cat.limit[r])
+                        })
                         .count()
                 })
                 .sum::<usize>();
@@ -1002,7 +1028,11 @@ mod tests {
                     SetPointSpace::Product(_) => 0,
                 })
                 .sum();
-            assert_eq!(cat.len(s), fitting, "session {s}: those that fit alone");
+            assert_eq!(
+                cat.len(s),
+                fitting,
+                "session {s}: those that fit alone and are not dominated"
+            );
             left_out += total - fitting;
             let values: Vec<f64> = (0..cat.len(s) as u32).map(|c| cat.value_of(s, c)).collect();
             assert!(

@@ -50,6 +50,9 @@ pub struct ListedSpace {
     listing: Vec<u32>,
     /// Where the set-point listed at `i` is stored.
     position: Vec<u32>,
+    /// Whether the set-point stored at `k` is dominated (see
+    /// [`ListedSpace::is_dominated`]).
+    dominated: Vec<bool>,
 }
 
 impl ListedSpace {
@@ -80,6 +83,7 @@ impl ListedSpace {
             utility: Vec::with_capacity(points.len()),
             amounts: vec![0.0; points.len() * w],
             listing: order.into_iter().map(|(_, i)| i).collect(),
+            dominated: Vec::new(),
             position: vec![0; points.len()],
             resources: Vec::new(),
         };
@@ -101,7 +105,56 @@ impl ListedSpace {
             }
         }
         space.resources = resources;
+        space.dominated = space.find_dominated();
         Ok(space)
+    }
+
+    /// Per stored set-point, whether another one dominates it: worth at least
+    /// as much and needing no more of any resource, and strictly better in
+    /// one of them or, if equal in all, listed first. By decreasing utility,
+    /// a set-point can only be dominated by one before it or of equal
+    /// utility, and one dominated by a dominated one is dominated by what
+    /// dominates that (so only the undominated ones before it are compared).
+    fn find_dominated(&self) -> Vec<bool> {
+        let n = self.len();
+        let mut kept: Vec<usize> = Vec::new();
+        let no_more =
+            |j: usize, k: usize| (self.row(j).iter()).zip(self.row(k)).all(|(&a, &b)| a <= b);
+        (0..n)
+            .map(|k| {
+                let by_earlier = kept.iter().any(|&j| no_more(j, k));
+                // one listed later, of the same utility, needing strictly less
+                let by_equal = (k + 1..n)
+                    .take_while(|&j| self.utility[j] == self.utility[k])
+                    .any(|j| no_more(j, k) && self.row(j) != self.row(k));
+                if !(by_earlier || by_equal) {
+                    kept.push(k);
+                }
+                by_earlier || by_equal
+            })
+            .collect()
+    }
+
+    /// Whether the set-point listed at `i` is dominated: another one of the
+    /// space is worth at least as much and needs no more of any resource
+    /// (and is better in one of them, or equal in all and listed first).
+    /// No optimum needs it, and the solver leaves it out (unless a session
+    /// runs there).
+    ///
+    /// # Panics
+    /// If there is no such set-point.
+    pub fn is_dominated(&self, i: usize) -> bool {
+        self.dominated[self.position[i] as usize]
+    }
+
+    /// Whether the set-point stored at `k` is dominated.
+    pub(crate) fn stored_dominated(&self) -> &[bool] {
+        &self.dominated
+    }
+
+    /// Where the set-point listed at `i` is stored.
+    pub(crate) fn position(&self, i: usize) -> usize {
+        self.position[i] as usize
     }
 
     /// Number of set-points.
@@ -686,6 +739,27 @@ mod tests {
         // an empty space
         let empty = ListedSpace::new(&[]).unwrap();
         assert!(empty.is_empty() && empty.resources().is_empty());
+    }
+
+    #[test]
+    fn a_set_point_worth_no_more_for_no_less_of_every_resource_is_dominated() {
+        let space = ListedSpace::new(&[
+            point(1.0, &[(0, 2.0), (1, 2.0)]), // dominated by 1
+            point(2.0, &[(0, 1.0), (1, 2.0)]),
+            point(3.0, &[(0, 3.0), (1, 1.0)]), // no set-point needs less of both
+            point(2.0, &[(0, 1.0), (1, 2.0)]), // the same as 1, listed later
+            point(2.0, &[(0, 1.0), (1, 2.5)]), // as much utility as 1 for more
+            point(2.0, &[(0, 0.5)]),           // dominates 1, 3 and 4
+            point(0.5, &[(0, 0.1), (1, 0.5)]), // the least of resource 0
+        ])
+        .unwrap();
+        let dominated: Vec<usize> = (0..space.len())
+            .filter(|&i| space.is_dominated(i))
+            .collect();
+        assert_eq!(dominated, [0, 1, 3, 4]);
+        // exact duplicates: the first listed stays
+        let twins = ListedSpace::new(&[point(1.0, &[(0, 1.0)]), point(1.0, &[(0, 1.0)])]).unwrap();
+        assert!(!twins.is_dominated(0) && twins.is_dominated(1));
     }
 
     #[test]

@@ -228,12 +228,14 @@ const EXCHANGE_FLOOR: u64 = 200_000;
 /// well under one); large problems get only the default rounds.
 const SEARCH_FLOOR: u64 = 2_000_000;
 
-/// Up to this much work (about 50,000 candidates, a catalog that stays in
-/// cache) a problem is small and gets the floors of search above; a larger one
-/// gets effort in proportion to its size only, which is where its utility is
-/// (one ascent under re-priced resources is within a fraction of a percent of
-/// the bound there, and restarts find nothing better).
-const SMALL_WORK: u64 = 250_000;
+/// Up to this much work (about 20,000 candidates, where the floors above are
+/// at least 20 times the problem's own size) a problem is small and gets
+/// those floors of search; a larger one gets effort in proportion to its size
+/// only, which is where its utility is (one ascent under re-priced resources
+/// is within a fraction of a percent of the bound there, and restarts find
+/// nothing better). The problems of the optimality tests, up to 3,200
+/// candidates, are all small.
+const SMALL_WORK: u64 = 100_000;
 
 /// Price margin of the warm start of the ascent under re-priced resources:
 /// sessions whose best net value is positive even at prices this much higher

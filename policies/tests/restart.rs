@@ -21,6 +21,17 @@ fn point(utility: f64, demand: &[(usize, f64)]) -> SetPoint {
     }
 }
 
+/// A problem of `sessions` on one resource, `n1/cpu`, with 2 CPUs.
+fn two_cpus(sessions: Vec<Session>) -> Problem {
+    Problem {
+        resources: vec![Resource {
+            name: "n1/cpu".into(),
+            capacity: 2.0,
+        }],
+        sessions,
+    }
+}
+
 fn choices(state: &QramState) -> Vec<Option<SetPointRef>> {
     state
         .allocation()
@@ -275,6 +286,52 @@ fn an_updated_session_keeps_its_unlisted_levels() {
 }
 
 #[test]
+fn a_session_running_at_a_dominated_set_point_stays_there_until_settled() {
+    // set-point 0 is dominated by 1 (worth more for less): the solver never
+    // picks it, but a session found running there keeps it on a restart
+    let problem = two_cpus(vec![
+        listed(
+            "a",
+            1.0,
+            true,
+            vec![point(1.0, &[(0, 1.5)]), point(2.0, &[(0, 1.0)])],
+        ),
+        listed("b", 1.0, false, vec![point(1.0, &[(0, 0.5)])]),
+    ]);
+    let SetPointSpace::Listed(space) = &problem.sessions[0].options[0] else {
+        unreachable!()
+    };
+    assert!(space.is_dominated(0) && !space.is_dominated(1));
+    let at = |i| {
+        Some(SetPointRef {
+            space: 0,
+            point: PointChoice::Listed(i),
+        })
+    };
+    let running = vec![at(0), at(0)];
+    let mut state = QramState::from_assignment(
+        problem.clone(),
+        running.clone(),
+        IncrementalOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(choices(&state), running);
+    // settling moves it to the set-point that dominates its own
+    let changes = state.settle().unwrap();
+    assert_eq!(
+        changes,
+        vec![Change {
+            id: "a".into(),
+            from: at(0),
+            to: at(1),
+        }]
+    );
+    // a full solve never picks the dominated one
+    let fresh = policies::solve(&problem).unwrap();
+    assert_eq!(fresh.sessions[0].choice, at(1));
+}
+
+#[test]
 fn settle_does_not_move_a_session_for_a_gain_below_the_change_cost() {
     let problem = Problem {
         resources: vec![Resource {
@@ -326,26 +383,20 @@ fn settle_does_not_move_a_session_for_a_gain_below_the_change_cost() {
 fn settle_trades_a_session_down_for_a_larger_gain_elsewhere() {
     // b runs at its low set-point; a gives up half its utility so that b
     // gains far more than both change costs
-    let problem = Problem {
-        resources: vec![Resource {
-            name: "n1/cpu".into(),
-            capacity: 2.0,
-        }],
-        sessions: vec![
-            listed(
-                "a",
-                1.0,
-                true,
-                vec![point(0.5, &[(0, 0.5)]), point(1.0, &[(0, 1.0)])],
-            ),
-            listed(
-                "b",
-                3.0,
-                true,
-                vec![point(0.2, &[(0, 1.0)]), point(1.0, &[(0, 1.5)])],
-            ),
-        ],
-    };
+    let problem = two_cpus(vec![
+        listed(
+            "a",
+            1.0,
+            true,
+            vec![point(0.5, &[(0, 0.5)]), point(1.0, &[(0, 1.0)])],
+        ),
+        listed(
+            "b",
+            3.0,
+            true,
+            vec![point(0.2, &[(0, 1.0)]), point(1.0, &[(0, 1.5)])],
+        ),
+    ]);
     let listed = |i| {
         Some(SetPointRef {
             space: 0,
