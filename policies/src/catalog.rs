@@ -397,15 +397,12 @@ impl Catalog {
             cat.levels.truncate(levels0);
             false
         };
-        // finite and ≥ 0 (NaN fails both), without branches: the loops vectorise
-        let good = |ok: bool, x: &f64| ok & (0.0..=f64::MAX).contains(x);
-        // the session's resources, and every listed number checked
+        // the session's resources, and every listed number checked (once,
+        // when its space was built)
         for space in &session.options {
             let res = match space {
                 SetPointSpace::Listed(points) => {
-                    let numbers_good = points.stored_utilities().iter().fold(true, good)
-                        & points.stored_rows().iter().fold(true, good);
-                    if !numbers_good {
+                    if !points.numbers_good() {
                         return undo(self);
                     }
                     points.resources()

@@ -39,7 +39,7 @@ pub struct RepeatedResource {
 /// which is what [`PointChoice::Listed`] and every accessor take.
 ///
 /// Numbers are stored as given: [`Problem::validate`] checks them.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ListedSpace {
     resources: Vec<usize>,
     /// By decreasing utility.
@@ -53,6 +53,8 @@ pub struct ListedSpace {
     /// Whether the set-point stored at `k` is dominated (see
     /// [`ListedSpace::is_dominated`]).
     dominated: Vec<bool>,
+    /// Whether every utility and amount is finite and ≥ 0.
+    numbers_good: bool,
 }
 
 impl ListedSpace {
@@ -84,6 +86,7 @@ impl ListedSpace {
             amounts: vec![0.0; points.len() * w],
             listing: order.into_iter().map(|(_, i)| i).collect(),
             dominated: Vec::new(),
+            numbers_good: true,
             position: vec![0; points.len()],
             resources: Vec::new(),
         };
@@ -106,6 +109,10 @@ impl ListedSpace {
         }
         space.resources = resources;
         space.dominated = space.find_dominated();
+        // without branches: the loops vectorise
+        let good = |ok: bool, x: &f64| ok & (0.0..=f64::MAX).contains(x);
+        space.numbers_good =
+            space.utility.iter().fold(true, good) & space.amounts.iter().fold(true, good);
         Ok(space)
     }
 
@@ -145,6 +152,12 @@ impl ListedSpace {
     /// If there is no such set-point.
     pub fn is_dominated(&self, i: usize) -> bool {
         self.dominated[self.position[i] as usize]
+    }
+
+    /// Whether every utility and amount is finite and ≥ 0 (checked once,
+    /// when the space is built; [`Problem::validate`] names a bad one).
+    pub(crate) fn numbers_good(&self) -> bool {
+        self.numbers_good
     }
 
     /// Whether the set-point stored at `k` is dominated.
