@@ -66,10 +66,12 @@ pub(crate) struct Catalog {
     product: Vec<bool>,
     levels: Vec<u32>,
     /// Scratch of `push`: column of each resource in the session's rows;
-    /// the limits on a listed space's resources; listed set-points that fit
-    /// (space, stored position), with their sort keys.
+    /// the limits on a listed space's resources; the stored positions of a
+    /// space's set-points that are kept; listed set-points that fit (space,
+    /// stored position), with their sort keys.
     column: Vec<u32>,
     room: Vec<f64>,
+    kept: Vec<u32>,
     picks: Vec<(u32, u32)>,
     keys: Vec<u64>,
 }
@@ -111,6 +113,7 @@ impl Catalog {
             amt: Vec::with_capacity(amounts),
             column: vec![u32::MAX; problem.resources.len()],
             room: Vec::new(),
+            kept: Vec::new(),
             picks: Vec::new(),
             keys: Vec::new(),
             space: Vec::with_capacity(points),
@@ -292,19 +295,28 @@ impl Catalog {
                 .fold(true, |ok, (&a, &l)| ok & (a <= l))
         };
         let dominated = points.stored_dominated();
-        let keep = |k: usize| (!dominated[k] || pinned == Some(k)) && fits(points.row(k));
         let n = points.len();
-        if (0..n).all(keep) {
+        self.kept.clear();
+        self.kept.extend((0..n as u32).filter(|&k| {
+            (!dominated[k as usize] || pinned == Some(k as usize)) && fits(points.row(k as usize))
+        }));
+        if self.kept.len() == n {
             self.amt.extend_from_slice(points.stored_rows());
             self.value
                 .extend(points.stored_utilities().iter().map(|&u| weight * u));
             self.index.extend((0..n).map(|k| points.listing(k) as u32));
         } else {
-            for k in (0..n).filter(|&k| keep(k)) {
-                self.amt.extend_from_slice(points.row(k));
-                self.value.push(weight * points.stored_utilities()[k]);
-                self.index.push(points.listing(k) as u32);
-            }
+            copy_rows(
+                points.stored_rows(),
+                points.resources().len(),
+                &self.kept,
+                &mut self.amt,
+            );
+            let utilities = points.stored_utilities();
+            self.value
+                .extend(self.kept.iter().map(|&k| weight * utilities[k as usize]));
+            self.index
+                .extend(self.kept.iter().map(|&k| points.listing(k as usize) as u32));
         }
         let kept = self.value.len() - self.space.len();
         self.space.extend(std::iter::repeat_n(si, kept));
@@ -672,6 +684,36 @@ fn rank_keys(keys: &mut [u64]) -> u64 {
         keys.sort_unstable();
     }
     mask
+}
+
+/// Appends the rows `kept` (in that order) of `rows`, rows of `w` amounts.
+fn copy_rows(rows: &[f64], w: usize, kept: &[u32], out: &mut Vec<f64>) {
+    fn copy<const W: usize>(rows: &[f64], kept: &[u32], out: &mut [f64]) {
+        for (to, &k) in out.chunks_exact_mut(W).zip(kept) {
+            let k = k as usize;
+            to.copy_from_slice(&rows[k * W..(k + 1) * W]);
+        }
+    }
+    let at = out.len();
+    out.resize(at + kept.len() * w, 0.0);
+    let to = &mut out[at..];
+    match w {
+        0 => {}
+        1 => copy::<1>(rows, kept, to),
+        2 => copy::<2>(rows, kept, to),
+        3 => copy::<3>(rows, kept, to),
+        4 => copy::<4>(rows, kept, to),
+        5 => copy::<5>(rows, kept, to),
+        6 => copy::<6>(rows, kept, to),
+        7 => copy::<7>(rows, kept, to),
+        8 => copy::<8>(rows, kept, to),
+        _ => {
+            for (to, &k) in to.chunks_exact_mut(w).zip(kept) {
+                let k = k as usize;
+                to.copy_from_slice(&rows[k * w..(k + 1) * w]);
+            }
+        }
+    }
 }
 
 /// Where `points` (space `si` of its session) stores the set-point `pin`
