@@ -294,12 +294,28 @@ impl Catalog {
                 .zip(room)
                 .fold(true, |ok, (&a, &l)| ok & (a <= l))
         };
-        let dominated = points.stored_dominated();
         let n = points.len();
+        // the set-points that are not dominated, and a pinned one that is
+        let efficient = points.efficient();
         self.kept.clear();
-        self.kept.extend((0..n as u32).filter(|&k| {
-            (!dominated[k as usize] || pinned == Some(k as usize)) && fits(points.row(k as usize))
-        }));
+        if points
+            .efficient_max()
+            .iter()
+            .zip(room)
+            .all(|(&m, &l)| m <= l)
+        {
+            self.kept.extend_from_slice(efficient);
+        } else {
+            let fitting = efficient.iter().filter(|&&k| fits(points.row(k as usize)));
+            self.kept.extend(fitting);
+        }
+        if let Some(p) = pinned
+            && points.stored_dominated()[p]
+            && fits(points.row(p))
+        {
+            let at = self.kept.partition_point(|&k| (k as usize) < p);
+            self.kept.insert(at, p as u32);
+        }
         if self.kept.len() == n {
             self.amt.extend_from_slice(points.stored_rows());
             self.value

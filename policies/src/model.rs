@@ -42,14 +42,18 @@ pub struct RepeatedResource {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListedSpace {
     resources: Vec<usize>,
-    /// By decreasing utility.
-    utility: Vec<f64>,
-    /// Row `k` (of `resources.len()` amounts) belongs to `utility[k]`.
-    amounts: Vec<f64>,
-    /// Place in the listing of the set-point stored at `k`.
-    listing: Vec<u32>,
-    /// Where the set-point listed at `i` is stored.
-    position: Vec<u32>,
+    /// Number of set-points.
+    n: usize,
+    /// The `n` utilities by decreasing value; then the `n` rows of
+    /// `resources.len()` amounts, in the same order; then per resource the
+    /// most any set-point that is not dominated needs. One allocation, so
+    /// that a solve, which reads a space once, meets one cold cache line
+    /// where separate arrays would each cost one.
+    numbers: Vec<f64>,
+    /// The place in the listing of the set-point stored at `k` (`n`); where
+    /// the set-point listed at `i` is stored (`n`); then the stored positions
+    /// of the set-points that are not dominated, increasing.
+    places: Vec<u32>,
     /// Whether the set-point stored at `k` is dominated (see
     /// [`ListedSpace::is_dominated`]).
     dominated: Vec<bool>,
@@ -69,7 +73,7 @@ impl ListedSpace {
             .collect();
         resources.sort_unstable();
         resources.dedup();
-        let w = resources.len();
+        let (n, w) = (points.len(), resources.len());
         let column = |r: usize| resources.binary_search(&r).expect("a listed resource");
         // by decreasing utility in the order of `f64::total_cmp` (bad numbers
         // included: validation names them), ties in listing order
@@ -81,65 +85,50 @@ impl ListedSpace {
             })
             .collect();
         order.sort_unstable();
-        let mut space = ListedSpace {
-            utility: Vec::with_capacity(points.len()),
-            amounts: vec![0.0; points.len() * w],
-            listing: order.into_iter().map(|(_, i)| i).collect(),
-            dominated: Vec::new(),
-            numbers_good: true,
-            position: vec![0; points.len()],
-            resources: Vec::new(),
-        };
+        let mut numbers = vec![0.0; n + n * w + w];
+        let mut places = vec![0u32; 2 * n];
         let mut written = vec![usize::MAX; w];
-        for (k, &i) in space.listing.iter().enumerate() {
-            let p = &points[i as usize];
-            space.position[i as usize] = k as u32;
-            space.utility.push(p.utility);
-            for &(r, a) in &p.demand {
-                let c = column(r);
-                if written[c] == k {
-                    return Err(RepeatedResource {
-                        setpoint: i as usize,
-                        resource: r,
-                    });
+        {
+            let (utility, rest) = numbers.split_at_mut(n);
+            let (listing, position) = places.split_at_mut(n);
+            for (k, &(_, i)) in order.iter().enumerate() {
+                let p = &points[i as usize];
+                listing[k] = i;
+                position[i as usize] = k as u32;
+                utility[k] = p.utility;
+                for &(r, a) in &p.demand {
+                    let c = column(r);
+                    if written[c] == k {
+                        return Err(RepeatedResource {
+                            setpoint: i as usize,
+                            resource: r,
+                        });
+                    }
+                    written[c] = k;
+                    rest[k * w + c] = a;
                 }
-                written[c] = k;
-                space.amounts[k * w + c] = a;
             }
         }
-        space.resources = resources;
-        space.dominated = space.find_dominated();
-        // without branches: the loops vectorise
+        let dominated = find_dominated(&numbers[..n], &numbers[n..n + n * w], w);
+        places.extend((0..n as u32).filter(|&k| !dominated[k as usize]));
+        for k in places[2 * n..].iter().map(|&k| k as usize) {
+            for c in 0..w {
+                let a = numbers[n + k * w + c];
+                let most = &mut numbers[n + n * w + c];
+                *most = a.max(*most);
+            }
+        }
+        // without branches: the loop vectorises
         let good = |ok: bool, x: &f64| ok & (0.0..=f64::MAX).contains(x);
-        space.numbers_good =
-            space.utility.iter().fold(true, good) & space.amounts.iter().fold(true, good);
-        Ok(space)
-    }
-
-    /// Per stored set-point, whether another one dominates it: worth at least
-    /// as much and needing no more of any resource, and strictly better in
-    /// one of them or, if equal in all, listed first. By decreasing utility,
-    /// a set-point can only be dominated by one before it or of equal
-    /// utility, and one dominated by a dominated one is dominated by what
-    /// dominates that (so only the undominated ones before it are compared).
-    fn find_dominated(&self) -> Vec<bool> {
-        let n = self.len();
-        let mut kept: Vec<usize> = Vec::new();
-        let no_more =
-            |j: usize, k: usize| (self.row(j).iter()).zip(self.row(k)).all(|(&a, &b)| a <= b);
-        (0..n)
-            .map(|k| {
-                let by_earlier = kept.iter().any(|&j| no_more(j, k));
-                // one listed later, of the same utility, needing strictly less
-                let by_equal = (k + 1..n)
-                    .take_while(|&j| self.utility[j] == self.utility[k])
-                    .any(|j| no_more(j, k) && self.row(j) != self.row(k));
-                if !(by_earlier || by_equal) {
-                    kept.push(k);
-                }
-                by_earlier || by_equal
-            })
-            .collect()
+        let numbers_good = numbers[..n + n * w].iter().fold(true, good);
+        Ok(ListedSpace {
+            resources,
+            n,
+            numbers,
+            places,
+            dominated,
+            numbers_good,
+        })
     }
 
     /// Whether the set-point listed at `i` is dominated: another one of the
@@ -151,7 +140,7 @@ impl ListedSpace {
     /// # Panics
     /// If there is no such set-point.
     pub fn is_dominated(&self, i: usize) -> bool {
-        self.dominated[self.position[i] as usize]
+        self.dominated[self.position(i)]
     }
 
     /// Whether every utility and amount is finite and ≥ 0 (checked once,
@@ -165,19 +154,29 @@ impl ListedSpace {
         &self.dominated
     }
 
+    /// The stored positions of the set-points that are not dominated, increasing.
+    pub(crate) fn efficient(&self) -> &[u32] {
+        &self.places[2 * self.n..]
+    }
+
+    /// Per resource, the most any set-point that is not dominated needs.
+    pub(crate) fn efficient_max(&self) -> &[f64] {
+        &self.numbers[self.n * (1 + self.resources.len())..]
+    }
+
     /// Where the set-point listed at `i` is stored.
     pub(crate) fn position(&self, i: usize) -> usize {
-        self.position[i] as usize
+        self.places[self.n + i] as usize
     }
 
     /// Number of set-points.
     pub fn len(&self) -> usize {
-        self.utility.len()
+        self.n
     }
 
     /// Whether there is no set-point.
     pub fn is_empty(&self) -> bool {
-        self.utility.is_empty()
+        self.n == 0
     }
 
     /// The resources any set-point demands, increasing.
@@ -190,7 +189,7 @@ impl ListedSpace {
     /// # Panics
     /// If there is no such set-point.
     pub fn utility(&self, i: usize) -> f64 {
-        self.utility[self.position[i] as usize]
+        self.stored_utilities()[self.position(i)]
     }
 
     /// Amounts of the set-point listed at `i`, one per entry of
@@ -199,7 +198,7 @@ impl ListedSpace {
     /// # Panics
     /// If there is no such set-point.
     pub fn amounts(&self, i: usize) -> &[f64] {
-        self.row(self.position[i] as usize)
+        self.row(self.position(i))
     }
 
     /// Sparse demand `(resource index, amount)` of the set-point listed at
@@ -218,24 +217,51 @@ impl ListedSpace {
 
     /// Utilities by decreasing value (the stored order).
     pub(crate) fn stored_utilities(&self) -> &[f64] {
-        &self.utility
+        &self.numbers[..self.n]
     }
 
     /// All rows, in the stored order.
     pub(crate) fn stored_rows(&self) -> &[f64] {
-        &self.amounts
+        &self.numbers[self.n..self.n * (1 + self.resources.len())]
     }
 
     /// The row stored at `k`.
     pub(crate) fn row(&self, k: usize) -> &[f64] {
         let w = self.resources.len();
-        &self.amounts[k * w..(k + 1) * w]
+        &self.numbers[self.n + k * w..self.n + (k + 1) * w]
     }
 
     /// Place in the listing of the set-point stored at `k`.
     pub(crate) fn listing(&self, k: usize) -> usize {
-        self.listing[k] as usize
+        self.places[k] as usize
     }
+}
+
+/// Per set-point (`utility` by decreasing value, `rows` of `w` amounts in
+/// the same order), whether another one dominates it: worth at least as much
+/// and needing no more of any resource, and strictly better in one of them
+/// or, if equal in all, listed first. By decreasing utility, a set-point can
+/// only be dominated by one before it or of equal utility, and one dominated
+/// by a dominated one is dominated by what dominates that (so only the
+/// undominated ones before it are compared).
+fn find_dominated(utility: &[f64], rows: &[f64], w: usize) -> Vec<bool> {
+    let row = |k: usize| &rows[k * w..(k + 1) * w];
+    let no_more = |j: usize, k: usize| row(j).iter().zip(row(k)).all(|(&a, &b)| a <= b);
+    let n = utility.len();
+    let mut kept: Vec<usize> = Vec::new();
+    (0..n)
+        .map(|k| {
+            let by_earlier = kept.iter().any(|&j| no_more(j, k));
+            // one listed later, of the same utility, needing strictly less
+            let by_equal = (k + 1..n)
+                .take_while(|&j| utility[j] == utility[k])
+                .any(|j| no_more(j, k) && row(j) != row(k));
+            if !(by_earlier || by_equal) {
+                kept.push(k);
+            }
+            by_earlier || by_equal
+        })
+        .collect()
 }
 
 /// One level of a QoS dimension in a [`ProductSpace`].
