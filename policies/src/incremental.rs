@@ -350,6 +350,28 @@ impl QramState {
                 };
                 // the rows of `cur` and of any other candidate run over the same resources
                 let (res, here) = cat.demand(s, cur);
+                // no candidate of this session can do better than the least
+                // loss (the next one down, by value) over the most relief
+                // (giving up all it holds of what is over): skip it if that
+                // is no better than the best so far
+                if let Some(b) = best {
+                    let most_relief: f64 = (res.iter().zip(here))
+                        .map(|(&r, &old)| {
+                            let ru = r as usize;
+                            old.min(excess[ru]).max(0.0) / cat.capacity[ru].max(1e-12)
+                        })
+                        .sum();
+                    let base = cat.first[s] as usize;
+                    let values = &cat.value[base..base + cat.len(s)];
+                    let here_value = cat.value_of(s, cur);
+                    let next_down = (values.partition_point(|&v| v > here_value)..values.len())
+                        .find(|&c| c != cur as usize)
+                        .map_or(0.0, |c| values[c]);
+                    let least_loss = (here_value - next_down + cost).max(0.0);
+                    if most_relief <= 0.0 || least_loss >= b.0 * most_relief {
+                        continue;
+                    }
+                }
                 let mut consider = |c: u32| {
                     let loss = cat.value_of(s, cur) - cat.value_of(s, c) + cost;
                     let (_, row) = cat.demand(s, c);
