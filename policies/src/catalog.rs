@@ -199,8 +199,7 @@ impl Catalog {
     /// [`Assignment::room`] for that session).
     #[inline]
     pub fn fits_room(&self, s: usize, c: u32, room: &[f64]) -> bool {
-        let (_, row) = self.demand(s, c);
-        row.iter().zip(room).all(|(&a, &r)| a <= r)
+        fits(self.demand(s, c).1, room)
     }
 
     /// Amount of resource `r` that candidate `c` of session `s` demands.
@@ -288,34 +287,8 @@ impl Catalog {
     /// order.
     fn push_rows(&mut self, points: &ListedSpace, si: u32, weight: f64, pinned: Option<usize>) {
         self.room_on(points.resources());
-        let room = &self.room;
-        let fits = |row: &[f64]| {
-            row.iter()
-                .zip(room)
-                .fold(true, |ok, (&a, &l)| ok & (a <= l))
-        };
         let n = points.len();
-        // the set-points that are not dominated, and a pinned one that is
-        let efficient = points.efficient();
-        self.kept.clear();
-        if points
-            .efficient_max()
-            .iter()
-            .zip(room)
-            .all(|(&m, &l)| m <= l)
-        {
-            self.kept.extend_from_slice(efficient);
-        } else {
-            let fitting = efficient.iter().filter(|&&k| fits(points.row(k as usize)));
-            self.kept.extend(fitting);
-        }
-        if let Some(p) = pinned
-            && points.stored_dominated()[p]
-            && fits(points.row(p))
-        {
-            let at = self.kept.partition_point(|&k| (k as usize) < p);
-            self.kept.insert(at, p as u32);
-        }
+        kept_rows(points, &self.room, pinned, &mut self.kept);
         if self.kept.len() == n {
             self.amt.extend_from_slice(points.stored_rows());
             self.value
@@ -355,16 +328,17 @@ impl Catalog {
             let SetPointSpace::Listed(points) = space else {
                 continue;
             };
-            let pinned = listed_pin(pin, si, points);
-            let dominated = points.stored_dominated();
             self.room_on(points.resources());
-            for (k, &u) in points.stored_utilities().iter().enumerate() {
-                let fits =
-                    (points.row(k).iter().zip(&self.room)).fold(true, |ok, (&a, &l)| ok & (a <= l));
-                if fits && (!dominated[k] || pinned == Some(k)) {
-                    self.keys.push((weight * u).to_bits());
-                    self.picks.push((si as u32, k as u32));
-                }
+            kept_rows(
+                points,
+                &self.room,
+                listed_pin(pin, si, points),
+                &mut self.kept,
+            );
+            let utilities = points.stored_utilities();
+            for &k in &self.kept {
+                self.keys.push((weight * utilities[k as usize]).to_bits());
+                self.picks.push((si as u32, k));
             }
         }
         let mask = rank_keys(&mut self.keys);
@@ -700,6 +674,38 @@ fn rank_keys(keys: &mut [u64]) -> u64 {
         keys.sort_unstable();
     }
     mask
+}
+
+/// Whether `row` fits in `room`, amount by amount (no branch per amount).
+#[inline]
+fn fits(row: &[f64], room: &[f64]) -> bool {
+    row.iter()
+        .zip(room)
+        .fold(true, |ok, (&a, &l)| ok & (a <= l))
+}
+
+/// Into `kept`, the stored positions, increasing, of the set-points of
+/// `points` that fit in `room` (the limits on its resources) and are not
+/// dominated, or are the one stored at `pinned`.
+fn kept_rows(points: &ListedSpace, room: &[f64], pinned: Option<usize>, kept: &mut Vec<u32>) {
+    kept.clear();
+    let efficient = points.efficient();
+    if fits(points.efficient_max(), room) {
+        kept.extend_from_slice(efficient);
+    } else {
+        kept.extend(
+            efficient
+                .iter()
+                .filter(|&&k| fits(points.row(k as usize), room)),
+        );
+    }
+    if let Some(p) = pinned
+        && points.stored_dominated()[p]
+        && fits(points.row(p), room)
+    {
+        let at = kept.partition_point(|&k| (k as usize) < p);
+        kept.insert(at, p as u32);
+    }
 }
 
 /// Appends the rows `kept` (in that order) of `rows`, rows of `w` amounts.

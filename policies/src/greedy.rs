@@ -68,19 +68,24 @@ pub(crate) struct Ascent {
 }
 
 impl Ascent {
+    /// Where session `s` stands: the compound resource and the value of its
+    /// candidate under `asg` (0 and 0 when rejected).
+    #[inline]
+    fn standing(&self, cat: &Catalog, asg: &Assignment, s: usize) -> (f64, f64) {
+        let cur = asg.choice[s];
+        if cur == REJECT {
+            (0.0, 0.0)
+        } else {
+            let p = cat.id(s, cur);
+            (self.cost[p], cat.value[p])
+        }
+    }
+
     /// Upper hull, from the session's current point, of its candidates worth
     /// more (only those that fit when `only_fitting`), appended to `hull`.
     fn rebuild(&mut self, cat: &Catalog, asg: &Assignment, s: usize, only_fitting: bool) {
-        let cur = asg.choice[s];
         let base = cat.first[s] as usize;
-        let (h0, v0) = if cur == REJECT {
-            (0.0, 0.0)
-        } else {
-            (
-                self.cost[base + cur as usize],
-                cat.value[base + cur as usize],
-            )
-        };
+        let (h0, v0) = self.standing(cat, asg, s);
         // staircase: by decreasing value, keep the points cheaper than all better ones
         self.stair.clear();
         if only_fitting {
@@ -173,15 +178,7 @@ impl Ascent {
         for s in 0..n {
             self.rebuild(cat, asg, s, false);
             let base = cat.first[s] as usize;
-            let cur = asg.choice[s];
-            let (mut h0, mut v0) = if cur == REJECT {
-                (0.0, 0.0)
-            } else {
-                (
-                    self.cost[base + cur as usize],
-                    cat.value[base + cur as usize],
-                )
-            };
+            let (mut h0, mut v0) = self.standing(cat, asg, s);
             let (a, b) = self.range[s];
             for &c in &self.hull[a as usize..b as usize] {
                 let p = base + c as usize;
@@ -220,15 +217,7 @@ impl Ascent {
         }
         let base = cat.first[s] as usize;
         let c = self.hull[pos as usize] as usize;
-        let cur = asg.choice[s];
-        let (h0, v0) = if cur == REJECT {
-            (0.0, 0.0)
-        } else {
-            (
-                self.cost[base + cur as usize],
-                cat.value[base + cur as usize],
-            )
-        };
+        let (h0, v0) = self.standing(cat, asg, s);
         let dv = cat.value[base + c] - v0;
         let dh = self.cost[base + c] - h0;
         let slope = if dh <= 0.0 { f64::INFINITY } else { dv / dh };
