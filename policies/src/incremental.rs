@@ -332,6 +332,11 @@ impl QramState {
                 })
                 .expect("non-empty")
                 .0;
+            // what moving from `old` to `new` units of resource `r` removes of
+            // its overload, as a fraction of its capacity
+            let relief = |r: usize, old: f64, new: f64| {
+                (old - new).min(excess[r]).max(0.0) / cat.capacity[r].max(1e-12)
+            };
             // (loss per relief, session, candidate, cost)
             let mut best: Option<(f64, usize, u32, f64)> = None;
             for &s in &users[worst] {
@@ -356,10 +361,7 @@ impl QramState {
                 // is no better than the best so far
                 if let Some(b) = best {
                     let most_relief: f64 = (res.iter().zip(here))
-                        .map(|(&r, &old)| {
-                            let ru = r as usize;
-                            old.min(excess[ru]).max(0.0) / cat.capacity[ru].max(1e-12)
-                        })
+                        .map(|(&r, &old)| relief(r as usize, old, 0.0))
                         .sum();
                     let base = cat.first[s] as usize;
                     let values = &cat.value[base..base + cat.len(s)];
@@ -375,21 +377,20 @@ impl QramState {
                 let mut consider = |c: u32| {
                     let loss = cat.value_of(s, cur) - cat.value_of(s, c) + cost;
                     let (_, row) = cat.demand(s, c);
-                    let mut relief = 0.0;
+                    let mut total = 0.0;
                     for (k, (&r, &old)) in res.iter().zip(here).enumerate() {
                         let ru = r as usize;
                         let new = row.get(k).copied().unwrap_or(0.0);
                         if excess[ru] > 0.0 {
-                            relief +=
-                                (old - new).min(excess[ru]).max(0.0) / cat.capacity[ru].max(1e-12);
+                            total += relief(ru, old, new);
                         }
                         // must not overload a resource that has room now
                         if new > old && trial.usage[ru] - old + new > cat.limit[ru] {
                             return;
                         }
                     }
-                    if relief > 0.0 {
-                        let ratio = loss.max(0.0) / relief;
+                    if total > 0.0 {
+                        let ratio = loss.max(0.0) / total;
                         if best.is_none_or(|b| ratio < b.0) {
                             best = Some((ratio, s, c, cost));
                         }

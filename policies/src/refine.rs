@@ -300,11 +300,8 @@ pub(crate) fn subgradient(
     let mut grad = vec![0.0; m];
     let mut theta = 1.0;
     let mut stall = 0;
-    // what the steps aim at; for `BelowStart`, fixed at the first bound
-    let mut aim = match target {
-        Target::Feasible(value) => Some(value),
-        Target::BelowStart(_) => None,
-    };
+    // what the steps aim at, fixed at the first round (for `BelowStart`, from its bound)
+    let mut aim = None;
     for _ in 0..iterations {
         let mut value: f64 = lambda.iter().sum();
         grad.iter_mut().for_each(|g| *g = 1.0);
