@@ -600,7 +600,13 @@ impl Problem {
                         if let Some(&r) = points.resources().iter().find(|&&r| r >= count) {
                             return Err(unknown(r));
                         }
-                        for pi in 0..points.len() {
+                        // checked when the space was built: here only to name a bad one
+                        let named = if points.numbers_good() {
+                            0
+                        } else {
+                            points.len()
+                        };
+                        for pi in 0..named {
                             let at = || format!("space {si} set-point {pi}");
                             check_number(
                                 &s.id,
