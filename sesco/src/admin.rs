@@ -10,6 +10,7 @@ use sesco_proto::world::{PathStep, World, WorldError};
 use sesco_proto::{ErrorCode, ErrorReply};
 
 use crate::auth;
+use crate::commit::Change;
 use crate::coordinator::{Coordinator, Principal, internal};
 use crate::world_file::{parse_world, render_world};
 
@@ -166,50 +167,24 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Stores a checked world, updates live sessions' weights, and re-allocates.
+    /// Stores a checked world with the live sessions' new weights (one transaction,
+    /// through the commit path), re-allocates, and carries out what moves.
     async fn replace_world(
         self: &Arc<Self>,
         world: World,
         by: &str,
         summary: &str,
     ) -> Result<(), ErrorReply> {
-        let mut allocator = self.changes.lock().await;
-        self.store().replace_world(&world).map_err(internal)?;
-        let stored = self.store().load_world().map_err(internal)?;
-        let reweighted: Vec<_> = {
-            let mut state = self.state();
-            state.world = stored;
-            state.sync_nodes_with_world();
-            let weights: Vec<_> = state
-                .sessions
-                .values()
-                .map(|s| (s.id, state.weight_of(&s.user)))
-                .collect();
-            weights
-                .into_iter()
-                .filter_map(|(id, weight)| {
-                    let record = state.sessions.get_mut(&id)?;
-                    if (record.weight - weight).abs() > f64::EPSILON {
-                        record.weight = weight;
-                        Some(record.clone())
-                    } else {
-                        None
-                    }
-                })
-                .collect()
-        };
-        self.store()
-            .save_sessions(reweighted.iter())
-            .map_err(internal)?;
-        self.emit(
-            None,
-            None,
-            EventKind::WorldChanged {
-                by: by.to_string(),
-                summary: summary.to_string(),
-            },
-        );
-        self.rebalance(&mut allocator).await;
+        let (by, summary) = (by.to_string(), summary.to_string());
+        let plan = self
+            .commit(|answer| Change::World {
+                world,
+                by,
+                summary,
+                answer,
+            })
+            .await?;
+        let _ = self.execute(plan).await;
         Ok(())
     }
 

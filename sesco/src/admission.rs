@@ -84,11 +84,19 @@ impl Options {
     }
 }
 
-/// The Q-RAM state carried from one allocation change to the next.
+/// The Q-RAM state carried from one allocation change to the next. Owned by the
+/// committer thread (see `commit.rs`); nothing else touches it.
 #[derive(Default)]
 pub struct Allocator {
     qram: Option<QramState>,
     options: HashMap<String, Options>,
+    /// Resource name → index in the problem, for the problem the state holds.
+    index: HashMap<String, usize>,
+    /// The topology generation the state was built for.
+    topology: u64,
+    /// Set when the state may no longer mirror the live sessions (a weight changed, a
+    /// write failed after planning): the next change rebuilds it.
+    stale: bool,
 }
 
 /// Resource names of a node.
@@ -122,8 +130,8 @@ fn resources(state: &State) -> Vec<Resource> {
 }
 
 /// Every live session whose nodes are usable, as Q-RAM sessions with their options.
-fn live_sessions(state: &State, resources: &[Resource]) -> Vec<(Session, Options)> {
-    let index_of = |name: &str| resources.iter().position(|r| r.name == name);
+fn live_sessions(state: &State, index: &HashMap<String, usize>) -> Vec<(Session, Options)> {
+    let index_of = |name: &str| index.get(name).copied();
     state
         .sessions
         .values()
@@ -147,21 +155,47 @@ fn live_sessions(state: &State, resources: &[Resource]) -> Vec<(Session, Options
 }
 
 impl Allocator {
+    /// The state may no longer mirror the live sessions: rebuild it at the next change.
+    pub fn mark_stale(&mut self) {
+        self.stale = true;
+    }
+
     /// Makes the Q-RAM state mirror the live sessions; returns the moves that decided.
     ///
-    /// When it does not mirror them (a node came or went, a weight changed, Sesco
-    /// restarted), the state is rebuilt around the set-points the sessions hold now and
-    /// then settled: a session moves only where that gains more than the change cost.
-    /// Only when what runs no longer fits (a node came back smaller) is the state built
-    /// with a full solve.
-    fn sync(&mut self, state: &State) -> Result<Vec<(SessionId, Vec<u32>)>, SolveError> {
-        let resources = resources(state);
-        let live = live_sessions(state, &resources);
-        if let Some(qram) = &self.qram
-            && mirrors(qram, state, &resources, &live, &self.options)
-        {
+    /// The state is kept across changes and only rebuilt when it may no longer mirror
+    /// them: the topology changed (a node came or went, or its capacity changed), a
+    /// weight changed, or a write failed after a change was planned. It is then rebuilt
+    /// around the set-points the sessions hold now and settled: a session moves only
+    /// where that gains more than the change cost. Only when what runs no longer fits
+    /// (a node came back smaller) is the state built with a full solve.
+    fn sync(
+        &mut self,
+        state: &State,
+        topology: u64,
+    ) -> Result<Vec<(SessionId, Vec<u32>)>, SolveError> {
+        if self.qram.is_some() && !self.stale && self.topology == topology {
+            #[cfg(debug_assertions)]
+            {
+                let resources = resources(state);
+                let live = live_sessions(state, &self.index);
+                let qram = self.qram.as_ref().expect("checked");
+                if !mirrors(qram, state, &resources, &live, &self.options) {
+                    tracing::error!(
+                        "the allocation no longer mirrors the live sessions; rebuilding it"
+                    );
+                    self.stale = true;
+                    return self.sync(state, topology);
+                }
+            }
             return Ok(Vec::new());
         }
+        let resources = resources(state);
+        self.index = resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        let live = live_sessions(state, &self.index);
         let held: Option<Vec<Option<SetPointRef>>> = live
             .iter()
             .map(|(session, options)| held_setpoint(state, session, options).map(Some))
@@ -188,6 +222,8 @@ impl Allocator {
         };
         let moves = self.current_moves(&qram, state);
         self.qram = Some(qram);
+        self.topology = topology;
+        self.stale = false;
         Ok(moves)
     }
 
@@ -231,14 +267,14 @@ impl Allocator {
     pub fn admit(
         &mut self,
         state: &State,
+        topology: u64,
         id: SessionId,
         newcomer: &Newcomer,
         dry_run: bool,
     ) -> Result<Decision, SolveError> {
-        let mut moves = self.sync(state)?;
-        let qram = self.qram.as_ref().expect("synced");
-        let resources = qram.problem().resources.clone();
-        let index_of = |name: &str| resources.iter().position(|r| r.name == name);
+        let mut moves = self.sync(state, topology)?;
+        let index = &self.index;
+        let index_of = |name: &str| index.get(name).copied();
         let mut spaces = Vec::new();
         let mut options = Options { spaces: Vec::new() };
         for (v, (variant, minimum)) in newcomer.variants.iter().enumerate() {
@@ -326,7 +362,12 @@ impl Allocator {
     }
 
     /// A session left: the others may take up its room.
-    pub fn remove(&mut self, state: &State, id: SessionId) -> Result<Decision, SolveError> {
+    pub fn remove(
+        &mut self,
+        state: &State,
+        topology: u64,
+        id: SessionId,
+    ) -> Result<Decision, SolveError> {
         let key = id.to_string();
         let known = self
             .qram
@@ -340,7 +381,7 @@ impl Allocator {
             moves = self.moves_of(&changes);
         }
         // Anything else that changed meanwhile (nodes, weights) is taken in too.
-        for m in self.sync(state)? {
+        for m in self.sync(state, topology)? {
             moves.retain(|(s, _)| *s != m.0);
             moves.push(m);
         }
@@ -352,9 +393,9 @@ impl Allocator {
 
     /// Takes in what changed around the sessions (a node came or went, priorities
     /// changed): they move where that pays more than the change cost.
-    pub fn rebalance(&mut self, state: &State) -> Result<Decision, SolveError> {
+    pub fn rebalance(&mut self, state: &State, topology: u64) -> Result<Decision, SolveError> {
         Ok(Decision {
-            moves: self.sync(state)?,
+            moves: self.sync(state, topology)?,
             ..Decision::default()
         })
     }
@@ -474,12 +515,13 @@ fn product_space(
 }
 
 /// Nodes each process of `variant` may run on, then up to [`MAX_PLACEMENTS`] combinations,
-/// roomiest nodes first.
+/// roomiest nodes first. One pass over the nodes per process: what a node's sessions
+/// reserve is kept with the state ([`State::load_on`]).
 fn placements(state: &State, variant: &VariantDef) -> Vec<Vec<String>> {
     let mut eligible: Vec<Vec<String>> = Vec::new();
     for process in &variant.processes {
         let req = &process.node;
-        let mut nodes: Vec<(&String, &NodeEntry)> = state
+        let mut nodes: Vec<(f64, &String)> = state
             .nodes
             .iter()
             .filter(|(name, entry)| {
@@ -491,13 +533,16 @@ fn placements(state: &State, variant: &VariantDef) -> Vec<Vec<String>> {
                         .as_ref()
                         .is_some_and(|h| h.cpus >= req.min_cpus)
             })
+            .map(|(name, entry)| (free_cpu(state, name, entry), name))
             .collect();
-        nodes.sort_by(|a, b| {
-            free_cpu(state, b.0, b.1)
-                .total_cmp(&free_cpu(state, a.0, a.1))
-                .then(a.0.cmp(b.0))
-        });
-        eligible.push(nodes.into_iter().map(|(n, _)| n.clone()).collect());
+        let roomier =
+            |a: &(f64, &String), b: &(f64, &String)| b.0.total_cmp(&a.0).then(a.1.cmp(b.1));
+        if nodes.len() > MAX_PLACEMENTS {
+            nodes.select_nth_unstable_by(MAX_PLACEMENTS - 1, roomier);
+            nodes.truncate(MAX_PLACEMENTS);
+        }
+        nodes.sort_by(roomier);
+        eligible.push(nodes.into_iter().map(|(_, n)| n.clone()).collect());
     }
     let mut out = Vec::new();
     let mut current = Vec::new();
@@ -522,12 +567,5 @@ fn combine(eligible: &[Vec<String>], current: &mut Vec<String>, out: &mut Vec<Ve
 
 /// CPU of a node not reserved by live sessions.
 fn free_cpu(state: &State, name: &str, entry: &NodeEntry) -> f64 {
-    let reserved: f64 = state
-        .sessions
-        .values()
-        .flat_map(|s| s.processes.iter())
-        .filter(|p| p.node == name)
-        .map(|p| p.reservation.cpu.cpus())
-        .sum();
-    entry.cpu_capacity() - reserved
+    entry.cpu_capacity() - state.load_on(name).map_or(0.0, |l| l.reserved_cpu)
 }

@@ -27,8 +27,9 @@ impl Coordinator {
         );
         let this = self.clone();
         tokio::spawn(async move {
-            // Queue behind any change in progress, so set-points arrive in order.
-            let _changes = this.changes.lock().await;
+            // After the changes already under way on this session (only this session's:
+            // no lock is held), so set-points arrive in order.
+            this.sequencer.settled(session).await;
             let Some(record) = this.state().sessions.get(&session).cloned() else {
                 return;
             };
@@ -36,7 +37,10 @@ impl Coordinator {
                 .map(|i| process_reservation(&record.variant, i, &record.setpoint))
                 .collect();
             this.notify_setpoint(
-                &record,
+                session,
+                &record.variant,
+                &record.setpoint,
+                record.setpoint_sequence,
                 &reservations,
                 SetPointDirection::Initial,
                 Some(process),

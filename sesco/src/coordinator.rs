@@ -1,17 +1,22 @@
 //! The coordinator: Sesco's state in memory, its database, and the rules for changing
 //! them.
 //!
-//! Two locks, never held across each other's await points:
-//! - `state` (a plain mutex, held only for short, synchronous sections) holds the world,
-//!   the nodes and the live sessions;
-//! - `changes` (an async mutex) serialises every change of the allocation: admissions,
-//!   terminations, exits, node changes and world changes queue on it rather than
-//!   interleave, and it owns the Q-RAM state carried from one change to the next.
+//! Every change of a session or of the world takes one path (`commit.rs`): it is planned
+//! and persisted by the committer, the one thread that owns the allocation, then applied
+//! to the in-memory [`State`], and only then executed (acks, launches, resizes) by the
+//! caller, outside any lock (`execute.rs`). The locks, in the order they may nest
+//! (docs/sesco.md):
+//! 1. the allocation: not a mutex but the committer thread's own [`crate::commit::AllocationLock`];
+//! 2. `state` (a plain mutex, held only for short synchronous sections, never across an
+//!    await): the world, the nodes, the live sessions and their indices;
+//! 3. `store` (a plain mutex around the database connection).
 //!
-//! Every state change is written to the store before it is acknowledged or acted upon.
+//! Every state change is written to the store before it is in memory, acknowledged or
+//! acted upon.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,10 +29,11 @@ use sesco_proto::session::{ProcessState, ProcessUsage};
 use sesco_proto::world::{GroupDef, NodeDef, UserDef, World};
 use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 
-use crate::admission::Allocator;
 use crate::auth;
+use crate::commit::ChangeQueue;
 use crate::config::ServeConfig;
 use crate::events::{EventLog, Watchers};
+use crate::execute::Sequencer;
 use crate::limits::{self, SignInThrottle};
 use crate::session::SessionRecord;
 use crate::store::Store;
@@ -85,17 +91,131 @@ impl NodeEntry {
     }
 }
 
+/// What the live sessions hold on one node, kept as sessions come, change and go.
+#[derive(Debug, Default, Clone)]
+pub struct NodeLoad {
+    /// Live sessions with a process on the node.
+    pub sessions: BTreeSet<SessionId>,
+    /// CPUs reserved there (what the node enforces now).
+    pub reserved_cpu: f64,
+    /// Memory reserved there, MiB.
+    pub reserved_memory_mb: f64,
+}
+
 /// Everything Sesco holds in memory.
 pub struct State {
     pub world: World,
     pub nodes: BTreeMap<String, NodeEntry>,
-    /// Live sessions (those holding resources). Ended ones are only in the store.
+    /// Live sessions (those holding resources). Ended ones are only in the store. Read
+    /// freely; replaced only through [`State::put_session`] and [`State::take_session`]
+    /// (which keep the indices), by the committer.
     pub sessions: BTreeMap<SessionId, SessionRecord>,
     /// Registered control ports, per (session, process).
     pub controls: HashMap<(SessionId, u32), Peer>,
+    /// Live sessions per user.
+    held: HashMap<String, usize>,
+    /// Per node: its live sessions and what they reserve there.
+    loads: HashMap<String, NodeLoad>,
 }
 
 impl State {
+    pub fn new(world: World, sessions: impl IntoIterator<Item = SessionRecord>) -> Self {
+        let mut state = State {
+            world,
+            nodes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            controls: HashMap::new(),
+            held: HashMap::new(),
+            loads: HashMap::new(),
+        };
+        for record in sessions {
+            state.put_session(record);
+        }
+        state
+    }
+
+    /// Puts a live session's record in place of the one it had, keeping the indices.
+    pub fn put_session(&mut self, record: SessionRecord) {
+        let id = record.id;
+        let mut touched: Vec<String> = record.processes.iter().map(|p| p.node.clone()).collect();
+        match self.sessions.insert(id, record) {
+            Some(old) => touched.extend(old.processes.iter().map(|p| p.node.clone())),
+            None => {
+                *self
+                    .held
+                    .entry(self.sessions[&id].user.clone())
+                    .or_default() += 1
+            }
+        }
+        self.reload(id, touched);
+    }
+
+    /// Takes a session out of the live ones, keeping the indices.
+    pub fn take_session(&mut self, id: SessionId) -> Option<SessionRecord> {
+        let record = self.sessions.remove(&id)?;
+        if let Some(n) = self.held.get_mut(&record.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(&record.user);
+            }
+        }
+        self.controls.retain(|(s, _), _| *s != id);
+        self.reload(
+            id,
+            record.processes.iter().map(|p| p.node.clone()).collect(),
+        );
+        Some(record)
+    }
+
+    /// Recomputes the loads of `nodes` from their sessions (exactly: no drift of sums).
+    fn reload(&mut self, id: SessionId, mut nodes: Vec<String>) {
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            let load = self.loads.entry(node.clone()).or_default();
+            let here = self
+                .sessions
+                .get(&id)
+                .is_some_and(|s| s.processes.iter().any(|p| p.node == node));
+            if here {
+                load.sessions.insert(id);
+            } else {
+                load.sessions.remove(&id);
+            }
+            let (mut cpu, mut mem) = (0.0, 0.0);
+            for s in load.sessions.iter().filter_map(|s| self.sessions.get(s)) {
+                for p in s.processes.iter().filter(|p| p.node == node) {
+                    cpu += p.reservation.cpu.cpus();
+                    mem += p.reservation.memory_max_bytes as f64 / (1024.0 * 1024.0);
+                }
+            }
+            load.reserved_cpu = cpu;
+            load.reserved_memory_mb = mem;
+            if load.sessions.is_empty() {
+                self.loads.remove(&node);
+            }
+        }
+    }
+
+    /// Live sessions `user` holds.
+    pub fn held_by(&self, user: &str) -> usize {
+        self.held.get(user).copied().unwrap_or(0)
+    }
+
+    /// What live sessions hold on `node`.
+    pub fn load_on(&self, node: &str) -> Option<&NodeLoad> {
+        self.loads.get(node)
+    }
+
+    /// Live sessions with a process on `node`.
+    pub fn sessions_on(&self, node: &str) -> impl Iterator<Item = &SessionRecord> {
+        self.loads
+            .get(node)
+            .into_iter()
+            .flat_map(|l| l.sessions.iter())
+            .filter_map(|id| self.sessions.get(id))
+    }
+
     pub fn user(&self, name: &str) -> Option<&UserDef> {
         self.world.users.iter().find(|u| u.name == name)
     }
@@ -157,8 +277,13 @@ pub struct Coordinator {
     pub config: ServeConfig,
     store: Mutex<Store>,
     state: Mutex<State>,
-    /// Serialises allocation changes; owns the Q-RAM state between changes.
-    pub(crate) changes: tokio::sync::Mutex<Allocator>,
+    /// The one way to change sessions or the world: to the committer thread.
+    pub(crate) changes: ChangeQueue,
+    /// Orders the execution of committed changes per session and per node.
+    pub(crate) sequencer: Sequencer,
+    /// Bumped whenever a node's usability or capacity changes: the allocation is then
+    /// rebuilt around what runs.
+    topology: AtomicU64,
     pub(crate) watchers: Watchers,
     events: EventLog,
     sign_ins: SignInThrottle,
@@ -203,17 +328,8 @@ impl Coordinator {
             world = store.load_world()?;
         }
         let events = EventLog::new(store.last_event_seq()?);
-        let sessions = store
-            .load_live_sessions()?
-            .into_iter()
-            .map(|s| (s.id, s))
-            .collect();
-        let mut state = State {
-            world,
-            nodes: BTreeMap::new(),
-            sessions,
-            controls: HashMap::new(),
-        };
+        let next_session = store.next_session_id()?;
+        let mut state = State::new(world, store.load_live_sessions()?);
         state.sync_nodes_with_world();
         // Nodes that run live sessions but are not declared are known too: their Lrmds
         // will register again.
@@ -231,16 +347,28 @@ impl Coordinator {
                 .or_insert_with(|| NodeEntry::new(NodeDef::undeclared(&node), false))
                 .last_heard = Some(Instant::now());
         }
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|this| Self {
             config,
             store: Mutex::new(store),
             state: Mutex::new(state),
-            changes: tokio::sync::Mutex::new(Allocator::default()),
+            changes: ChangeQueue::start(this.clone(), next_session),
+            sequencer: Sequencer::default(),
+            topology: AtomicU64::new(0),
             watchers: Watchers::default(),
             events,
             sign_ins: SignInThrottle::default(),
             cluster_key,
         }))
+    }
+
+    /// Says that a node's usability or capacity changed.
+    pub(crate) fn topology_changed(&self) {
+        self.topology.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current topology generation (see [`Self::topology_changed`]).
+    pub(crate) fn topology(&self) -> u64 {
+        self.topology.load(Ordering::Acquire)
     }
 
     pub fn store(&self) -> MutexGuard<'_, Store> {
@@ -476,8 +604,7 @@ impl Coordinator {
     /// Live sessions that a node should be running: (session, process).
     pub fn expected_on(&self, node: &str) -> Vec<(SessionId, u32)> {
         self.state()
-            .sessions
-            .values()
+            .sessions_on(node)
             .filter(|s| s.state.is_live())
             .flat_map(|s| {
                 s.processes

@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod commit;
 pub mod config;
 pub mod control;
 pub mod coordinator;
 pub mod events;
+pub mod execute;
 pub mod lifecycle;
 pub mod limits;
 pub mod nodes;

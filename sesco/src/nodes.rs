@@ -23,7 +23,6 @@ impl Coordinator {
         peer: Peer,
         registration: NodeRegistration,
     ) -> Result<NodeAccepted, ErrorReply> {
-        let mut allocator = self.changes.lock().await;
         let hardware = registration.hardware.clone();
         {
             let mut state = self.state();
@@ -34,10 +33,16 @@ impl Coordinator {
             if let Some(old) = entry.peer.replace(peer) {
                 tokio::spawn(async move { old.close(None).await });
             }
+            let changed =
+                entry.state != NodeState::Up || entry.hardware.as_ref() != Some(&hardware);
             entry.hardware = Some(hardware.clone());
             entry.state = NodeState::Up;
             entry.last_heard = Some(Instant::now());
             entry.last_heartbeat_ms = Some(now_ms());
+            drop(state);
+            if changed {
+                self.topology_changed();
+            }
         }
         self.emit(
             None,
@@ -63,12 +68,20 @@ impl Coordinator {
                 Some(r) => {
                     adopted += 1;
                     let (pid, cgroups) = (r.pid, r.cgroups.clone());
-                    self.update_session(session, |record| {
-                        let p = &mut record.processes[process as usize];
-                        p.pid = Some(pid);
-                        p.cgroups = cgroups;
-                        p.state = ProcessState::Running;
-                    });
+                    let written = self
+                        .update(session, move |record| {
+                            let p = &mut record.processes[process as usize];
+                            p.pid = Some(pid);
+                            p.cgroups = cgroups;
+                            p.state = ProcessState::Running;
+                            // A start cut short by a restart of Sesco is complete once
+                            // every process is found running.
+                            record.mark_running_once_started();
+                        })
+                        .await;
+                    if let Err(e) = written {
+                        tracing::error!(%session, process, error = %e, "cannot record an adopted process");
+                    }
                 }
                 None => vanished.push((session, process)),
             }
@@ -105,14 +118,15 @@ impl Coordinator {
                 oom_killed: false,
             };
             tracing::warn!(%session, process, node = name, "process vanished while its node was out of touch");
-            self.record_exit(name, &exit);
-            self.supervise_exit(name, &exit).await;
+            if self.record_exit(name, &exit).await {
+                self.supervise_exit(name, &exit).await;
+            }
         }
         let accepted = NodeAccepted {
             expected: self.expected_on(name),
             heartbeat_ms: self.config.heartbeat.as_millis() as u64,
         };
-        self.rebalance(&mut allocator).await;
+        self.rebalance().await;
         Ok(accepted)
     }
 
@@ -173,7 +187,6 @@ impl Coordinator {
 
     /// A node stopped heartbeating: its sessions end, the survivors are re-allocated.
     async fn node_lost(self: &Arc<Self>, name: &str, silent_ms: u64) {
-        let mut allocator = self.changes.lock().await;
         {
             let mut state = self.state();
             let Some(entry) = state.nodes.get_mut(name) else {
@@ -191,7 +204,8 @@ impl Coordinator {
                 tokio::spawn(async move { peer.close(None).await });
             }
         }
+        self.topology_changed();
         self.emit(None, Some(name), EventKind::NodeLost { silent_ms });
-        self.sessions_lost_with(&mut allocator, name).await;
+        self.sessions_lost_with(name).await;
     }
 }

@@ -82,6 +82,20 @@ impl SessionRecord {
         self.processes.iter().map(|p| p.node.clone()).collect()
     }
 
+    /// A starting (or restarting) session is running once every process runs.
+    pub fn mark_running_once_started(&mut self) {
+        if matches!(
+            self.state,
+            SessionState::Starting | SessionState::Restarting
+        ) && self
+            .processes
+            .iter()
+            .all(|p| p.state == ProcessState::Running)
+        {
+            self.state = SessionState::Running;
+        }
+    }
+
     pub fn utility(&self) -> f64 {
         setpoint_utility(&self.variant, &self.setpoint)
     }

@@ -73,6 +73,23 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 ";
 
+/// What one change writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct Writes {
+    /// New sessions.
+    pub inserted: Vec<SessionRecord>,
+    /// Sessions whose record changed (ended ones included).
+    pub saved: Vec<SessionRecord>,
+    /// A new world, replacing the stored one whole.
+    pub world: Option<World>,
+}
+
+impl Writes {
+    pub fn is_empty(&self) -> bool {
+        self.inserted.is_empty() && self.saved.is_empty() && self.world.is_none()
+    }
+}
+
 /// The database.
 pub struct Store {
     conn: Connection,
@@ -199,37 +216,42 @@ impl Store {
             .collect()
     }
 
+    /// Writes what one change decided, in one transaction: all of it or nothing.
+    pub fn commit(&mut self, writes: &Writes) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if let Some(world) = &writes.world {
+            replace_world(&tx, world)?;
+        }
+        for record in &writes.inserted {
+            insert_session(&tx, record)?;
+        }
+        for record in &writes.saved {
+            write_session(&tx, record)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Caps the database at `pages` pages, so that writes past it fail as on a full
+    /// disk (for tests of what a failed write leaves).
+    pub fn limit_pages(&self, pages: u64) -> Result<()> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
+    /// Pages the database holds now.
+    pub fn page_count(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
     /// Replaces the whole world in one transaction. Users whose entry carries no
     /// password hash keep the one they had.
     pub fn replace_world(&mut self, world: &World) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let old_hashes: Vec<(String, Option<String>)> = {
-            let mut stmt = tx.prepare("SELECT name, password_hash FROM users")?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        tx.execute_batch(
-            "DELETE FROM users; DELETE FROM groups; DELETE FROM nodes; DELETE FROM applications;",
-        )?;
-        for group in &world.groups {
-            put_group(&tx, group)?;
-        }
-        for user in &world.users {
-            let mut user = user.clone();
-            if user.password_hash.is_none() {
-                user.password_hash = old_hashes
-                    .iter()
-                    .find(|(name, _)| *name == user.name)
-                    .and_then(|(_, hash)| hash.clone());
-            }
-            put_user(&tx, &user)?;
-        }
-        for node in &world.nodes {
-            put_json(&tx, "nodes", &node.name, node)?;
-        }
-        for app in &world.applications {
-            put_json(&tx, "applications", &app.name, app)?;
-        }
+        replace_world(&tx, world)?;
         tx.commit()?;
         Ok(())
     }
@@ -264,19 +286,7 @@ impl Store {
 
     /// Stores a new session under its id.
     pub fn insert_session(&self, record: &SessionRecord) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO sessions (id, user, live, request_key, variant, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.id.0 as i64,
-                record.user,
-                record.state.is_live(),
-                record.request_key,
-                serde_json::to_string(&record.variant)?,
-                serde_json::to_string(record)?
-            ],
-        )?;
-        Ok(())
+        insert_session(&self.conn, record)
     }
 
     /// Session records from rows of (variant, record).
@@ -446,6 +456,22 @@ impl Store {
     }
 }
 
+fn insert_session(conn: &Connection, record: &SessionRecord) -> Result<()> {
+    conn.execute(
+        "INSERT INTO sessions (id, user, live, request_key, variant, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            record.id.0 as i64,
+            record.user,
+            record.state.is_live(),
+            record.request_key,
+            serde_json::to_string(&record.variant)?,
+            serde_json::to_string(record)?
+        ],
+    )?;
+    Ok(())
+}
+
 fn write_session(conn: &Connection, record: &SessionRecord) -> Result<()> {
     conn.execute(
         "UPDATE sessions SET live = ?2, record = ?3 WHERE id = ?1",
@@ -499,6 +525,39 @@ fn put_json<T: serde::Serialize>(
          ON CONFLICT (name) DO UPDATE SET def = excluded.def"
     );
     conn.execute(&sql, params![name, serde_json::to_string(value)?])?;
+    Ok(())
+}
+
+/// Replaces the whole world inside `tx`. Users whose entry carries no password hash keep
+/// the one they had.
+fn replace_world(tx: &Connection, world: &World) -> Result<()> {
+    let old_hashes: Vec<(String, Option<String>)> = {
+        let mut stmt = tx.prepare("SELECT name, password_hash FROM users")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    tx.execute_batch(
+        "DELETE FROM users; DELETE FROM groups; DELETE FROM nodes; DELETE FROM applications;",
+    )?;
+    for group in &world.groups {
+        put_group(tx, group)?;
+    }
+    for user in &world.users {
+        let mut user = user.clone();
+        if user.password_hash.is_none() {
+            user.password_hash = old_hashes
+                .iter()
+                .find(|(name, _)| *name == user.name)
+                .and_then(|(_, hash)| hash.clone());
+        }
+        put_user(tx, &user)?;
+    }
+    for node in &world.nodes {
+        put_json(tx, "nodes", &node.name, node)?;
+    }
+    for app in &world.applications {
+        put_json(tx, "applications", &app.name, app)?;
+    }
     Ok(())
 }
 

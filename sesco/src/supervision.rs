@@ -9,14 +9,12 @@ use std::time::Duration;
 
 use sesco_proto::SessionId;
 use sesco_proto::event::EventKind;
-use sesco_proto::message::Request;
-use sesco_proto::node::{ProcessExit, SessionStop};
+use sesco_proto::node::ProcessExit;
 use sesco_proto::session::{ProcessState, SessionState};
 use sesco_proto::world::RestartMode;
 
-use crate::admission::{Allocator, Newcomer};
+use crate::commit::Change;
 use crate::coordinator::{Coordinator, now_ms};
-use crate::session::pending_processes;
 
 /// A run this long counts as healthy: the restart count starts again.
 const HEALTHY_RUN_MS: u64 = 60_000;
@@ -31,8 +29,8 @@ fn backoff_ms(base_ms: u64, attempt: u32) -> u64 {
 }
 
 impl Coordinator {
-    /// What a recorded exit means for its session under the variant's restart policy.
-    /// The caller holds the `changes` lock; returns whether the session ended.
+    /// What a recorded exit means for its session under the variant's restart policy;
+    /// returns whether the session ended.
     pub(crate) async fn supervise_exit(self: &Arc<Self>, node: &str, exit: &ProcessExit) -> bool {
         let Some(record) = self.state().sessions.get(&exit.session).cloned() else {
             return false;
@@ -44,6 +42,15 @@ impl Coordinator {
             RestartMode::Never => false,
             RestartMode::OnFailure => !exit.status.success(),
             RestartMode::Always => true,
+        };
+        let end = |state: SessionState, reason: String| async move {
+            match self.end_session(exit.session, state, &reason).await {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::error!(session = %exit.session, error = %e, "cannot end a session");
+                    false
+                }
+            }
         };
         if !restart {
             if !exit.status.success() {
@@ -57,22 +64,18 @@ impl Coordinator {
                         ""
                     }
                 );
-                self.end_session(exit.session, SessionState::Failed, &reason)
-                    .await;
-                return true;
+                return end(SessionState::Failed, reason).await;
             }
             if record
                 .processes
                 .iter()
                 .all(|p| p.state == ProcessState::Exited)
             {
-                self.end_session(
-                    exit.session,
+                return end(
                     SessionState::Finished,
-                    "every process exited successfully",
+                    "every process exited successfully".into(),
                 )
                 .await;
-                return true;
             }
             return false;
         }
@@ -93,16 +96,21 @@ impl Coordinator {
                 "process {} ({name}) is crash-looping: it ended ({}) after {restarts} restarts",
                 exit.process, exit.status
             );
-            self.end_session(exit.session, SessionState::Failed, &reason)
-                .await;
-            return true;
+            return end(SessionState::Failed, reason).await;
         }
         let attempt = restarts + 1;
         let delay_ms = backoff_ms(policy.backoff_ms, attempt);
-        self.update_session(exit.session, |record| {
-            record.processes[exit.process as usize].restarts = attempt;
-            record.state = SessionState::Restarting;
-        });
+        let index = exit.process;
+        let written = self
+            .update(exit.session, move |record| {
+                record.processes[index as usize].restarts = attempt;
+                record.state = SessionState::Restarting;
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(session = %exit.session, error = %e, "cannot record a restart; it waits for the next exit report");
+            return false;
+        }
         self.emit(
             Some(exit.session),
             Some(node),
@@ -117,12 +125,14 @@ impl Coordinator {
     }
 
     /// Starts process `index` of `session` again after `delay_ms`, unless the session
-    /// ended or the process was started again meanwhile.
+    /// ended or the process was started again meanwhile. Its room was never given away,
+    /// so no allocation change is needed.
     fn schedule_restart(self: &Arc<Self>, session: SessionId, index: u32, pid: u32, delay_ms: u64) {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let mut allocator = this.changes.lock().await;
+            // After whatever is under way on the session.
+            this.sequencer.settled(session).await;
             // Still the same dead incarnation? (The session may have ended meanwhile.)
             let waiting = this.state().sessions.get(&session).is_some_and(|s| {
                 let p = &s.processes[index as usize];
@@ -132,13 +142,13 @@ impl Coordinator {
                 return;
             }
             if let Err(reason) = this.launch_processes(session, &[index]).await {
-                this.end_session(
-                    session,
-                    SessionState::Failed,
-                    &format!("process {index} could not be restarted: {reason}"),
-                )
-                .await;
-                this.release(&mut allocator, session).await;
+                let reason = format!("process {index} could not be restarted: {reason}");
+                if let Err(e) = this
+                    .end_session(session, SessionState::Failed, &reason)
+                    .await
+                {
+                    tracing::error!(%session, error = %e, "cannot end a session");
+                }
             }
         });
     }
@@ -171,160 +181,55 @@ impl Coordinator {
         }
     }
 
-    /// A node was lost: sessions that may restart are admitted again elsewhere, the
-    /// others fail. The caller holds the `changes` lock and has marked the node lost.
-    pub(crate) async fn sessions_lost_with(
-        self: &Arc<Self>,
-        allocator: &mut Allocator,
-        node: &str,
-    ) {
+    /// A node was lost (already marked so): sessions that may restart are admitted again
+    /// on the nodes that remain, through the same admission as a newcomer's; the others
+    /// fail. The survivors are re-allocated first, without the lost node's resources.
+    pub(crate) async fn sessions_lost_with(self: &Arc<Self>, node: &str) {
         let affected: Vec<_> = self
             .state()
-            .sessions
-            .values()
-            .filter(|s| s.processes.iter().any(|p| p.node == node))
+            .sessions_on(node)
             .map(|s| (s.id, s.variant.restart.mode))
             .collect();
         let mut relocate = Vec::new();
         for (id, mode) in affected {
             if mode == RestartMode::Never {
-                self.end_session(id, SessionState::Failed, &format!("node {node} was lost"))
-                    .await;
+                if let Err(e) = self
+                    .end_session(id, SessionState::Failed, &format!("node {node} was lost"))
+                    .await
+                {
+                    tracing::error!(session = %id, error = %e, "cannot end a session");
+                }
             } else {
                 relocate.push(id);
             }
         }
-        // The survivors first, without the lost node's resources.
-        self.rebalance(allocator).await;
+        self.rebalance().await;
         for id in relocate {
-            self.relocate(allocator, id, node).await;
+            let lost = node.to_string();
+            let plan = self
+                .commit(|answer| Change::Relocate { id, lost, answer })
+                .await;
+            match plan {
+                Ok(Some(plan)) => {
+                    let _ = self.execute(plan).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(session = %id, error = %e, "cannot relocate a session"),
+            }
         }
     }
 
-    /// Admits a session whose node was lost again, on the nodes that remain, at any
-    /// set-point at or above its minimum.
-    async fn relocate(self: &Arc<Self>, allocator: &mut Allocator, id: SessionId, lost: &str) {
-        let Some(record) = self.state().sessions.get(&id).cloned() else {
-            return;
-        };
-        let policy = record.variant.restart;
-        let restarts = record
-            .processes
-            .iter()
-            .map(|p| p.restarts)
-            .max()
-            .unwrap_or(0);
-        if restarts >= policy.max_restarts {
-            self.emit(
-                Some(id),
-                None,
-                EventKind::CrashLoop {
-                    process: 0,
-                    restarts,
-                },
-            );
-            self.end_session(
-                id,
-                SessionState::Failed,
-                &format!("node {lost} was lost and the session already restarted {restarts} times"),
-            )
-            .await;
-            return;
-        }
-        // Whatever still runs on the nodes that remain stops: the session starts again whole.
-        let mut survivors: Vec<String> = record
-            .processes
-            .iter()
-            .map(|p| p.node.clone())
-            .filter(|n| n != lost)
-            .collect();
-        survivors.sort();
-        survivors.dedup();
-        for node in &survivors {
-            let stop = Request::StopSession(SessionStop {
-                session: id,
-                reason: format!("node {lost} was lost; the session moves"),
-            });
-            if let Err(e) = self.node_request(node, stop).await {
-                tracing::warn!(session = %id, node, error = %e, "cannot stop a moving session's process now");
+    /// Re-runs the allocation around what changed (a node came or went) and carries out
+    /// what moves.
+    pub(crate) async fn rebalance(self: &Arc<Self>) {
+        match self.commit(|answer| Change::Rebalance { answer }).await {
+            Ok(plan) => {
+                let _ = self.execute(plan).await;
             }
-        }
-        let newcomer = Newcomer {
-            weight: record.weight,
-            variants: vec![((*record.variant).clone(), record.minimum.clone())],
-        };
-        let decision = {
-            let state = self.state();
-            allocator.admit(&state, id, &newcomer, false)
-        };
-        let placement = match decision {
-            Ok(decision) => match decision.newcomer.clone() {
-                Some(placement) => {
-                    let moves = self.plan_moves(&decision.moves);
-                    Some((placement, moves))
-                }
-                None => {
-                    let why = decision.rejection.unwrap_or_default();
-                    self.end_session(
-                        id,
-                        SessionState::Failed,
-                        &format!("node {lost} was lost and no other node can run it: {why}"),
-                    )
-                    .await;
-                    None
-                }
-            },
             Err(e) => {
-                self.end_session(
-                    id,
-                    SessionState::Failed,
-                    &format!("node {lost} was lost and re-admission failed: {e}"),
-                )
-                .await;
-                None
+                tracing::error!(error = %e, "re-allocation failed; set-points stay as they are")
             }
-        };
-        let Some((placement, moves)) = placement else {
-            return;
-        };
-        let attempt = restarts + 1;
-        let from = record.placement();
-        self.update_session(id, |record| {
-            record.setpoint = placement.setpoint.clone();
-            record.setpoint_sequence += 1;
-            record.state = SessionState::Restarting;
-            record.processes = pending_processes(
-                &record.variant,
-                &placement.placement,
-                &placement.setpoint,
-                attempt,
-            );
-        });
-        self.state().controls.retain(|(s, _), _| *s != id);
-        self.emit(
-            Some(id),
-            None,
-            EventKind::SessionRelocated {
-                from,
-                to: placement.placement.clone(),
-                attempt,
-            },
-        );
-        let (raises, lowers): (Vec<_>, Vec<_>) = moves.into_iter().partition(|m| m.grows_only);
-        self.apply_lowers(lowers).await;
-        let all: Vec<u32> = (0..placement.placement.len() as u32).collect();
-        if let Err(reason) = self.launch_processes(id, &all).await {
-            self.end_session(
-                id,
-                SessionState::Failed,
-                &format!(
-                    "node {lost} was lost and the session could not start elsewhere: {reason}"
-                ),
-            )
-            .await;
-            self.release(allocator, id).await;
         }
-        self.apply_raises(raises).await;
     }
 }
 

@@ -198,11 +198,18 @@ fn a_silent_application_is_shrunk_anyway_after_the_bound_and_the_event_says_so()
 
     let events = cluster.events();
     let sent = seqs(&events, a_id, "SetPointSent", Some("Lower"))[0];
+    let lower_sequence = events
+        .iter()
+        .find(|e| e["seq"] == sent)
+        .map(|e| e["kind"]["SetPointSent"]["sequence"].clone())
+        .unwrap();
+    // The initial set-point went unacknowledged too; the lower one was not held back
+    // behind that wait.
     let unacked: Vec<&Value> = events
         .iter()
         .filter(|e| {
             e["session"] == a_id
-                && e["kind"].get("SetPointUnacknowledged").is_some()
+                && e["kind"]["SetPointUnacknowledged"]["sequence"] == lower_sequence
                 && e["seq"].as_u64().unwrap() > sent
         })
         .collect();
