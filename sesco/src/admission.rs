@@ -161,6 +161,9 @@ impl Allocator {
     }
 
     /// Makes the Q-RAM state mirror the live sessions; returns the moves that decided.
+    /// Called once at the start of every change (or round of admissions), before
+    /// anything is decided: within a round the state is ahead of memory, with the
+    /// round's newcomers in it.
     ///
     /// The state is kept across changes and only rebuilt when it may no longer mirror
     /// them: the topology changed (a node came or went, or its capacity changed), a
@@ -168,7 +171,7 @@ impl Allocator {
     /// around the set-points the sessions hold now and settled: a session moves only
     /// where that gains more than the change cost. Only when what runs no longer fits
     /// (a node came back smaller) is the state built with a full solve.
-    fn sync(
+    pub fn prepare(
         &mut self,
         state: &State,
         topology: u64,
@@ -184,7 +187,7 @@ impl Allocator {
                         "the allocation no longer mirrors the live sessions; rebuilding it"
                     );
                     self.stale = true;
-                    return self.sync(state, topology);
+                    return self.prepare(state, topology);
                 }
             }
             return Ok(Vec::new());
@@ -263,16 +266,15 @@ impl Allocator {
     }
 
     /// Steps 1–2: can `id` be admitted, where, at which set-point, and who moves. A
-    /// dry run leaves the state as it was.
+    /// dry run leaves the state as it was. After [`Allocator::prepare`].
     pub fn admit(
         &mut self,
         state: &State,
-        topology: u64,
         id: SessionId,
         newcomer: &Newcomer,
         dry_run: bool,
     ) -> Result<Decision, SolveError> {
-        let mut moves = self.sync(state, topology)?;
+        let mut moves = Vec::new();
         let index = &self.index;
         let index_of = |name: &str| index.get(name).copied();
         let mut spaces = Vec::new();
@@ -361,13 +363,8 @@ impl Allocator {
         })
     }
 
-    /// A session left: the others may take up its room.
-    pub fn remove(
-        &mut self,
-        state: &State,
-        topology: u64,
-        id: SessionId,
-    ) -> Result<Decision, SolveError> {
+    /// A session left: the others may take up its room. After [`Allocator::prepare`].
+    pub fn remove(&mut self, id: SessionId) -> Result<Decision, SolveError> {
         let key = id.to_string();
         let known = self
             .qram
@@ -380,22 +377,8 @@ impl Allocator {
             self.options.remove(&key);
             moves = self.moves_of(&changes);
         }
-        // Anything else that changed meanwhile (nodes, weights) is taken in too.
-        for m in self.sync(state, topology)? {
-            moves.retain(|(s, _)| *s != m.0);
-            moves.push(m);
-        }
         Ok(Decision {
             moves,
-            ..Decision::default()
-        })
-    }
-
-    /// Takes in what changed around the sessions (a node came or went, priorities
-    /// changed): they move where that pays more than the change cost.
-    pub fn rebalance(&mut self, state: &State, topology: u64) -> Result<Decision, SolveError> {
-        Ok(Decision {
-            moves: self.sync(state, topology)?,
             ..Decision::default()
         })
     }

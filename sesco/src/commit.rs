@@ -348,7 +348,27 @@ impl Committer {
         // Stable: equal weights keep their order of arrival.
         requests.sort_by(|a, b| b.2.weight.total_cmp(&a.2.weight));
 
+        // Sessions made before under the requests' keys, looked up before the state is
+        // held. This thread alone inserts sessions, so two copies of one key sent at
+        // once are one session: the round knows the keys it inserts.
         let mut round = Round::default();
+        for (user, request, _, _) in &requests {
+            let Some(key) = request.request_key.as_ref().filter(|_| !request.dry_run) else {
+                continue;
+            };
+            match coordinator.store().session_by_request_key(user, key) {
+                Ok(Some(record)) => {
+                    round
+                        .earlier
+                        .insert((user.clone(), key.clone()), Ok(record));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let e = crate::coordinator::internal(e);
+                    round.earlier.insert((user.clone(), key.clone()), Err(e));
+                }
+            }
+        }
         let mut decided = Vec::new();
         {
             let state = coordinator.state();
@@ -357,18 +377,34 @@ impl Committer {
                 allocator: &mut self.allocator,
                 topology,
             };
+            // What a rebuild moved goes with the first admission that is decided.
+            let mut carried = match lock.allocator.prepare(&state, lock.topology) {
+                Ok(moves) => moves,
+                Err(e) => {
+                    let e = allocation_failed(&e);
+                    for (_, _, _, answer) in requests {
+                        let _ = answer.send(Err(e.clone()));
+                    }
+                    return;
+                }
+            };
             for (user, request, newcomer, answer) in requests {
                 let outcome = plan_admission(
                     &mut lock,
                     coordinator,
                     &state,
                     &mut round,
+                    &mut carried,
                     &mut self.next_session,
                     &user,
                     &request,
                     &newcomer,
                 );
                 decided.push((outcome, answer));
+            }
+            if !carried.is_empty() {
+                // Nobody carries them: the next change rebuilds and finds them again.
+                lock.allocator.mark_stale();
             }
         }
         // Everything this round decided, in one transaction.
@@ -411,10 +447,19 @@ impl Committer {
             return Ok(None);
         };
         let lock = self.lock(coordinator);
+        let mut moves = lock
+            .allocator
+            .prepare(&state, lock.topology)
+            .map_err(|e| allocation_failed(&e))?;
         let decision = lock
             .allocator
-            .remove(&state, lock.topology, id)
+            .remove(id)
             .map_err(|e| allocation_failed(&e))?;
+        merge_moves(&mut moves, decision.moves);
+        let decision = Decision {
+            moves,
+            ..Decision::default()
+        };
         let mut draft = Draft::default();
         let mut round = Round::default();
         draft.plan = moves_plan(&state, &mut round, &decision.moves, Some(id));
@@ -488,13 +533,16 @@ impl Committer {
         let state = coordinator.state();
         let lock = self.lock(coordinator);
         // Out of the allocation where it was, then admitted again where it fits.
+        let mut moves = lock
+            .allocator
+            .prepare(&state, lock.topology)
+            .map_err(|e| allocation_failed(&e))?;
         let released = lock
             .allocator
-            .remove(&state, lock.topology, id)
+            .remove(id)
             .map_err(|e| allocation_failed(&e))?;
-        let decision = lock
-            .allocator
-            .admit(&state, lock.topology, id, &newcomer, false);
+        merge_moves(&mut moves, released.moves);
+        let decision = lock.allocator.admit(&state, id, &newcomer, false);
         let decision = match decision {
             Ok(d) if d.newcomer.is_some() => d,
             other => {
@@ -511,7 +559,6 @@ impl Committer {
         };
         let placement = decision.newcomer.clone().expect("admitted");
         let mut round = Round::default();
-        let mut moves = released.moves;
         merge_moves(&mut moves, decision.moves);
         let mut draft = Draft {
             plan: moves_plan(&state, &mut round, &moves, Some(id)),
@@ -555,11 +602,11 @@ impl Committer {
     fn rebalance(&mut self, coordinator: &Arc<Coordinator>) -> Result<Draft, ErrorReply> {
         let state = coordinator.state();
         let lock = self.lock(coordinator);
-        let decision = lock
+        let moves = lock
             .allocator
-            .rebalance(&state, lock.topology)
+            .prepare(&state, lock.topology)
             .map_err(|e| allocation_failed(&e))?;
-        Ok(moves_draft(&state, &decision))
+        Ok(moves_draft(&state, &moves))
     }
 
     /// A world change: the world and the sessions' new weights in one transaction, then
@@ -625,6 +672,8 @@ struct Round {
     moved: HashMap<SessionId, SessionRecord>,
     per_user: HashMap<String, usize>,
     first_id: Option<SessionId>,
+    /// Sessions made by earlier rounds under a (user, key) of this round.
+    earlier: HashMap<(String, String), Result<SessionRecord, ErrorReply>>,
 }
 
 /// One admission's outcome inside a round. A dry run, or a request whose key names a
@@ -642,6 +691,7 @@ fn plan_admission(
     coordinator: &Coordinator,
     state: &State,
     round: &mut Round,
+    carried: &mut Vec<(SessionId, Vec<u32>)>,
     next_session: &mut SessionId,
     user: &str,
     request: &SessionRequest,
@@ -656,19 +706,24 @@ fn plan_admission(
         ));
     }
     if let Some(key) = request.request_key.as_ref().filter(|_| !dry_run) {
-        // Looked up by the one thread that inserts sessions, so two copies of one key
-        // sent at once are one session: in this round, or before it.
+        // Made in this round, or before it.
         let earlier = match round
             .inserted
             .iter()
             .find(|r| r.user == user && r.request_key.as_deref() == Some(key))
         {
             Some(record) => Some(record.clone()),
-            None => coordinator
-                .store()
-                .session_by_request_key(user, key)
-                .map_err(crate::coordinator::internal)?
-                .map(|r| state.sessions.get(&r.id).cloned().unwrap_or(r)),
+            None => match round.earlier.get(&(user.to_string(), key.clone())) {
+                Some(Ok(r)) => Some(
+                    state
+                        .sessions
+                        .get(&r.id)
+                        .cloned()
+                        .unwrap_or_else(|| r.clone()),
+                ),
+                Some(Err(e)) => return Err(e.clone()),
+                None => None,
+            },
         };
         if let Some(record) = earlier {
             return Ok(Planned {
@@ -684,10 +739,15 @@ fn plan_admission(
     }
     let id = if dry_run { SessionId(0) } else { *next_session };
     let started = std::time::Instant::now();
-    let decision = lock
+    let mut decision = lock
         .allocator
-        .admit(state, lock.topology, id, newcomer, dry_run)
+        .admit(state, id, newcomer, dry_run)
         .map_err(|e| allocation_failed(&e))?;
+    if !dry_run {
+        let mut moves = std::mem::take(carried);
+        merge_moves(&mut moves, std::mem::take(&mut decision.moves));
+        decision.moves = moves;
+    }
     tracing::debug!(
         elapsed_us = started.elapsed().as_micros() as u64,
         "q-ram decided"
@@ -847,9 +907,9 @@ fn moves_plan(
     plan
 }
 
-fn moves_draft(state: &State, decision: &Decision) -> Draft {
+fn moves_draft(state: &State, moves: &[(SessionId, Vec<u32>)]) -> Draft {
     let mut round = Round::default();
-    let plan = moves_plan(state, &mut round, &decision.moves, None);
+    let plan = moves_plan(state, &mut round, moves, None);
     let mut draft = Draft {
         plan,
         ..Draft::default()
