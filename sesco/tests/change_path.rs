@@ -70,34 +70,24 @@ group = "light"
             "\n[[nodes]]\nname = \"{node}\"\nreserve_cpus = 0.0\nreserve_memory_mb = 0\n"
         ));
     }
-    // `wide` needs 1.5 CPU on node-a, at its only set-point.
-    world.push_str(
-        r#"
-[[applications]]
-name = "wide"
-
-[[applications.variants]]
-name = "only"
-
-[[applications.variants.processes]]
-name = "main"
-command = ["probe"]
-cpu = 1.5
-memory_mb = 16
-node = { name = "node-a" }
-
-[[applications.variants.dimensions]]
-name = "quality"
-levels = [{ name = "full", value = 1, utility = 1.0 }]
-"#,
-    );
     // One process of 0.5 CPU at low, 1.0 at high; `pinned` runs on node-b only, and
-    // `broken` names a program the in-process Lrmds refuse to start.
-    for (name, command, node) in [
-        ("probe", "probe", ""),
-        ("pinned", "probe", "node = { name = \"node-b\" }\n"),
-        ("broken", "no-such-program", ""),
+    // `broken` names a program the in-process Lrmds refuse to start. `wide` needs 1.5
+    // CPU on node-a, at its only set-point.
+    let two_levels = r#"
+  { name = "low", value = 1, utility = 0.2 },
+  { name = "high", value = 2, utility = 0.6, cpu_scale = 2.0 },"#;
+    let one_level = r#"{ name = "full", value = 1, utility = 1.0 }"#;
+    for (name, command, cpu, node, levels) in [
+        ("probe", "probe", 0.5, "", two_levels),
+        ("pinned", "probe", 0.5, "node-b", two_levels),
+        ("broken", "no-such-program", 0.5, "", two_levels),
+        ("wide", "probe", 1.5, "node-a", one_level),
     ] {
+        let node = if node.is_empty() {
+            String::new()
+        } else {
+            format!("node = {{ name = \"{node}\" }}\n")
+        };
         world.push_str(&format!(
             r#"
 [[applications]]
@@ -109,15 +99,12 @@ name = "only"
 [[applications.variants.processes]]
 name = "main"
 command = ["{command}"]
-cpu = 0.5
+cpu = {cpu}
 memory_mb = 16
 {node}
 [[applications.variants.dimensions]]
 name = "quality"
-levels = [
-  {{ name = "low", value = 1, utility = 0.2 }},
-  {{ name = "high", value = 2, utility = 0.6, cpu_scale = 2.0 }},
-]
+levels = [{levels}]
 "#
         ));
     }
