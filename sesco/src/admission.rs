@@ -355,6 +355,19 @@ impl Allocator {
             .filter(|c| c.id != key)
             .collect();
         moves.extend(self.moves_of(&others));
+        // The prices of what the newcomer runs on: at cluster size the others are many,
+        // and tell it nothing.
+        let shadow_prices = match &newcomer_placement {
+            Some(p) => shadow_prices
+                .into_iter()
+                .filter(|(resource, _)| {
+                    resource
+                        .rsplit_once('/')
+                        .is_some_and(|(node, _)| p.placement.iter().any(|n| n == node))
+                })
+                .collect(),
+            None => shadow_prices,
+        };
         Ok(Decision {
             newcomer: newcomer_placement,
             moves,
