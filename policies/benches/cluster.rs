@@ -1,0 +1,110 @@
+//! Incremental Q-RAM at cluster size: 100, 1,000 and 5,000 nodes (two
+//! resources each, 10 required sessions per node: 1,000 / 10,000 / 50,000
+//! sessions, see `policies::generate::cluster`). Each timed call leaves the
+//! state as large as it found it (an admission is followed, untimed, by the
+//! newcomer's removal, a removal by the session's return), so every sample
+//! sees the same size. Compare the sizes as ratios within one run.
+//! Run: `cargo bench -p policies --bench cluster`.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use policies::generate::{SplitMix64, cluster, cluster_newcomer};
+use policies::{IncrementalOptions, QramState, Session};
+
+const SIZES: [usize; 3] = [100, 1_000, 5_000];
+
+/// The cluster's state as Sesco keeps it: solved once, every session required.
+fn state(nodes: usize) -> QramState {
+    let problem = cluster(nodes as u64, nodes);
+    let mut state = QramState::new(problem, IncrementalOptions::default()).expect("solvable");
+    let ids: Vec<String> = state
+        .problem()
+        .sessions
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    for id in ids {
+        state.require(&id).expect("known");
+    }
+    state
+}
+
+fn newcomers(nodes: usize, count: usize) -> Vec<Session> {
+    let mut rng = SplitMix64::new(0xad17 + nodes as u64);
+    (0..count)
+        .map(|i| cluster_newcomer(&mut rng, format!("new{i}"), nodes, 16))
+        .collect()
+}
+
+fn admit_one(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit_one");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for nodes in SIZES {
+        let mut state = state(nodes);
+        let pool = newcomers(nodes, 64);
+        let mut next = 0;
+        group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let newcomer = pool[next % pool.len()].clone();
+                    next += 1;
+                    let id = newcomer.id.clone();
+                    let t = Instant::now();
+                    let admission = state.admit(newcomer).expect("well-formed");
+                    total += t.elapsed();
+                    if admission.admitted {
+                        state.remove(&id).expect("admitted");
+                    }
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn remove_one(c: &mut Criterion) {
+    let mut group = c.benchmark_group("remove_one");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for nodes in SIZES {
+        let mut state = state(nodes);
+        let mut rng = SplitMix64::new(nodes as u64);
+        group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let sessions = &state.problem().sessions;
+                    let session = sessions[rng.range(0, sessions.len() - 1)].clone();
+                    let t = Instant::now();
+                    state.remove(&session.id).expect("known");
+                    total += t.elapsed();
+                    // back, so that the size stays
+                    let id = session.id.clone();
+                    if state
+                        .admit(Session {
+                            required: false,
+                            ..session
+                        })
+                        .expect("well-formed")
+                        .admitted
+                    {
+                        state.require(&id).expect("admitted");
+                    }
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, admit_one, remove_one);
+criterion_main!(benches);
