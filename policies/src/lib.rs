@@ -29,6 +29,7 @@ pub mod instance;
 pub mod majorant;
 pub mod model;
 mod refine;
+mod shadow;
 mod solve;
 
 pub use explain::{Explanation, RejectionReason, ResourcePrice, explain};
