@@ -106,5 +106,74 @@ fn remove_one(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, admit_one, remove_one);
+fn admit_batch_16(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit_batch_16");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for nodes in SIZES {
+        let mut state = state(nodes);
+        let pool = newcomers(nodes, 64);
+        let mut next = 0;
+        group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let batch: Vec<Session> = (0..16)
+                        .map(|k| pool[(next + k) % pool.len()].clone())
+                        .collect();
+                    next += 16;
+                    let ids: Vec<String> = batch.iter().map(|s| s.id.clone()).collect();
+                    let t = Instant::now();
+                    let admissions = state.admit_batch(batch).expect("well-formed");
+                    total += t.elapsed();
+                    for (id, a) in ids.iter().zip(&admissions) {
+                        if a.admitted {
+                            state.remove(id).expect("admitted");
+                        }
+                    }
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A node joins a cluster of 5,000: its two resources.
+fn add_resources(c: &mut Criterion) {
+    let mut group = c.benchmark_group("add_resources");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let nodes = 5_000;
+    let mut state = state(nodes);
+    group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let node = policies::generate::cluster_node(nodes).to_vec();
+                let t = Instant::now();
+                state.add_resources(node).expect("new names");
+                total += t.elapsed();
+                // and leaves again, so that the size stays
+                let names = policies::generate::cluster_node(nodes).map(|r| r.name);
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                state.remove_resources(&names).expect("unused");
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    admit_one,
+    remove_one,
+    admit_batch_16,
+    add_resources
+);
 criterion_main!(benches);

@@ -587,11 +587,11 @@ impl QramState {
         }
         self.problem.validate_session(&session)?;
         let (admission, moved) = self.decide(session);
-        if let Some(moved) = moved {
+        if let Some((shown, moved)) = moved {
             self.reprice(&moved);
             let s = self.problem.sessions.len() - 1;
             return Ok(Admission {
-                explanation: self.admitted_explanation(s, &moved),
+                explanation: self.admitted_explanation(s, &shown),
                 ..admission
             });
         }
@@ -629,28 +629,30 @@ impl QramState {
             let session = slots[i].take().expect("each once");
             let id = session.id.clone();
             let (admission, moved) = self.decide(session);
-            if let Some(moved) = moved {
+            if let Some((shown, moved)) = moved {
                 moved_all.extend_from_slice(&moved);
-                admitted.push((i, id, moved));
+                admitted.push((i, id, shown));
             }
             out[i] = Some(admission);
         }
         moved_all.sort_unstable();
         moved_all.dedup();
         self.reprice(&moved_all);
-        for (i, id, moved) in admitted {
+        for (i, id, shown) in admitted {
             let s = self.index[&id];
             if let Some(a) = out[i].as_mut() {
-                a.explanation = self.admitted_explanation(s, &moved);
+                a.explanation = self.admitted_explanation(s, &shown);
             }
         }
         Ok(out.into_iter().map(|a| a.expect("decided")).collect())
     }
 
     /// Decides one validated newcomer. When admitted, returns the resources
-    /// the decision moved (increasing), for its explanation, which the
-    /// caller fills in once the prices are updated.
-    fn decide(&mut self, session: Session) -> (Admission, Option<Vec<usize>>) {
+    /// its explanation shows (those of its set-point and of the sessions
+    /// that moved) and those whose usage changed (both increasing); the
+    /// caller fills in the explanation once the prices are updated.
+    #[allow(clippy::type_complexity)]
+    fn decide(&mut self, session: Session) -> (Admission, Option<(Vec<usize>, Vec<usize>)>) {
         let s = self.problem.sessions.len();
         let pushed = self.cat.push(&session, &self.path_prices, None);
         debug_assert!(pushed, "validated");
@@ -761,8 +763,13 @@ impl QramState {
             }
         }
         self.index.insert(self.problem.sessions[s].id.clone(), s);
-        let moved = self.resources_of_all(&touched);
+        let moved = self.changed_resources(&touched);
         self.recount(&moved);
+        let others: Vec<usize> = touched.iter().copied().filter(|&x| x != s).collect();
+        let mut shown = self.resources_of_all(&others);
+        shown.extend(self.held_resources(s));
+        shown.sort_unstable();
+        shown.dedup();
         let changes = self.changes_among(&self.before, &touched);
         for &x in &touched {
             self.before[x] = self.asg.choice[x];
@@ -776,7 +783,7 @@ impl QramState {
                     binding: Vec::new(),
                 },
             },
-            Some(moved),
+            Some((shown, moved)),
         )
     }
 
@@ -825,6 +832,39 @@ impl QramState {
             }
         }
         tries
+    }
+
+    /// The resources session `s` holds some of now.
+    fn held_resources(&self, s: usize) -> impl Iterator<Item = usize> + '_ {
+        let (res, amt) = self.cat.demand(s, self.asg.choice[s]);
+        (res.iter().zip(amt))
+            .filter(|&(_, &a)| a > 0.0)
+            .map(|(&r, _)| r as usize)
+    }
+
+    /// The resources whose usage the moves of `sessions` (from `before` to
+    /// where they are now) changed, increasing, once.
+    fn changed_resources(&self, sessions: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for &x in sessions {
+            let (from, to) = (self.before[x], self.asg.choice[x]);
+            if from == to {
+                continue;
+            }
+            let (res, old) = self.cat.demand(x, from);
+            let (res2, new) = self.cat.demand(x, to);
+            let res = if res.is_empty() { res2 } else { res };
+            for (k, &r) in res.iter().enumerate() {
+                let a = old.get(k).copied().unwrap_or(0.0);
+                let b = new.get(k).copied().unwrap_or(0.0);
+                if a != b {
+                    out.push(r as usize);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Every resource of the sessions `of`, increasing, once.
@@ -876,6 +916,7 @@ impl QramState {
         self.index.remove(id);
         let was = self.asg.choice[s];
         let freed: Vec<u32> = self.cat.demand(s, was).0.to_vec();
+        let held: Vec<usize> = self.held_resources(s).collect();
         let mut changes = Vec::new();
         if was != REJECT {
             changes.push(Change {
@@ -916,8 +957,8 @@ impl QramState {
                 break;
             }
         }
-        let mut moved = self.resources_of_all(&by_index);
-        moved.extend(freed.iter().map(|&r| r as usize));
+        let mut moved = self.changed_resources(&by_index);
+        moved.extend(held);
         moved.sort_unstable();
         moved.dedup();
         self.recount(&moved);
@@ -926,10 +967,18 @@ impl QramState {
             self.before[x] = self.asg.choice[x];
         }
         self.reprice(&moved);
+        self.maybe_compact();
+        Ok(changes)
+    }
+
+    /// Drops the catalog's rows left behind once they outweigh the live
+    /// ones, and the rounding the running sums gathered: O(size of the
+    /// problem), once per as many removals, so O(1) amortised.
+    fn maybe_compact(&mut self) {
         if self.cat.wasteful() {
             self.cat.compact();
+            self.asg.recompute(&self.cat);
         }
-        Ok(changes)
     }
 
     /// Removes session `s` from every per-session array by moving the last
@@ -1352,9 +1401,7 @@ impl QramState {
             self.before[x] = c;
         }
         self.reprice(&moved);
-        if self.cat.wasteful() {
-            self.cat.compact();
-        }
+        self.maybe_compact();
         Ok(changes)
     }
 
@@ -1451,9 +1498,7 @@ impl QramState {
                 self.before[x] = c;
             }
         }
-        if self.cat.wasteful() {
-            self.cat.compact();
-        }
+        self.maybe_compact();
         Ok(())
     }
 
