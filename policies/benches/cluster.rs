@@ -6,9 +6,11 @@
 //! sees the same size. Compare the sizes as ratios within one run.
 //! Run: `cargo bench -p policies --bench cluster`.
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use policies::generate::{SplitMix64, cluster, cluster_newcomer};
 use policies::{IncrementalOptions, QramState, Session};
 
@@ -37,12 +39,17 @@ fn newcomers(nodes: usize, count: usize) -> Vec<Session> {
         .collect()
 }
 
-fn admit_one(c: &mut Criterion) {
-    let mut group = c.benchmark_group("admit_one");
+/// Few samples of a few seconds: the largest state takes a while to build.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
+}
+
+fn admit_one(c: &mut Criterion) {
+    let mut group = c.benchmark_group("admit_one");
+    configure(&mut group);
     for nodes in SIZES {
         let mut state = state(nodes);
         let pool = newcomers(nodes, 64);
@@ -70,10 +77,7 @@ fn admit_one(c: &mut Criterion) {
 
 fn remove_one(c: &mut Criterion) {
     let mut group = c.benchmark_group("remove_one");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    configure(&mut group);
     for nodes in SIZES {
         let mut state = state(nodes);
         let mut rng = SplitMix64::new(nodes as u64);
@@ -106,37 +110,49 @@ fn remove_one(c: &mut Criterion) {
     group.finish();
 }
 
+/// 16 newcomers decided in one round, and (to compare, in the same run) the
+/// same 16 admitted one by one in weight order.
 fn admit_batch_16(c: &mut Criterion) {
     let mut group = c.benchmark_group("admit_batch_16");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    configure(&mut group);
     for nodes in SIZES {
         let mut state = state(nodes);
         let pool = newcomers(nodes, 64);
-        let mut next = 0;
-        group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let batch: Vec<Session> = (0..16)
-                        .map(|k| pool[(next + k) % pool.len()].clone())
-                        .collect();
-                    next += 16;
-                    let ids: Vec<String> = batch.iter().map(|s| s.id.clone()).collect();
-                    let t = Instant::now();
-                    let admissions = state.admit_batch(batch).expect("well-formed");
-                    total += t.elapsed();
-                    for (id, a) in ids.iter().zip(&admissions) {
-                        if a.admitted {
-                            state.remove(id).expect("admitted");
+        for batched in [true, false] {
+            let name = if batched { "batch" } else { "one_by_one" };
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new(name, nodes), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let mut batch: Vec<Session> = (0..16)
+                            .map(|k| pool[(next + k) % pool.len()].clone())
+                            .collect();
+                        next += 16;
+                        let ids: Vec<String> = batch.iter().map(|s| s.id.clone()).collect();
+                        let t = Instant::now();
+                        let admitted: Vec<bool> = if batched {
+                            let outcomes = state.admit_batch(batch).expect("well-formed");
+                            outcomes.iter().map(|a| a.admitted).collect()
+                        } else {
+                            batch.sort_by(|a, b| b.weight.total_cmp(&a.weight));
+                            batch
+                                .into_iter()
+                                .map(|s| state.admit(s).expect("well-formed").admitted)
+                                .collect()
+                        };
+                        total += t.elapsed();
+                        for id in &ids {
+                            if state.explain(id).is_ok() {
+                                state.remove(id).expect("admitted");
+                            }
                         }
+                        black_box(admitted);
                     }
-                }
-                total
-            })
-        });
+                    total
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -144,10 +160,7 @@ fn admit_batch_16(c: &mut Criterion) {
 /// A node joins a cluster of 5,000: its two resources.
 fn add_resources(c: &mut Criterion) {
     let mut group = c.benchmark_group("add_resources");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    configure(&mut group);
     let nodes = 5_000;
     let mut state = state(nodes);
     group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
