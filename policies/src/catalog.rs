@@ -482,9 +482,17 @@ impl Catalog {
                     } else {
                         walks.chunks_exact(dims).collect()
                     };
-                    let mut seen: HashSet<&[usize]> = HashSet::with_capacity(points.len());
-                    for levels in points {
-                        if !seen.insert(levels) {
+                    // up to a few dozen points, comparing with those before
+                    // costs less than hashing them
+                    let mut seen: HashSet<&[usize]> = HashSet::new();
+                    let few = points.len() <= 48;
+                    for (i, &levels) in points.iter().enumerate() {
+                        let again = if few {
+                            points[..i].contains(&levels)
+                        } else {
+                            !seen.insert(levels)
+                        };
+                        if again {
                             continue;
                         }
                         let row = self.amt.len();

@@ -2,7 +2,8 @@
 //! changes it locally when one session arrives, leaves or changes.
 //!
 //! A newcomer is placed by *making room*: for a few of its set-points (those on
-//! its majorant under the current shadow prices, and its cheapest), the state
+//! its majorant under the prices of the last full solve or pricing, and its
+//! cheapest), the state
 //! degrades other sessions — the move that frees the overloaded resources at the
 //! least loss of weighted utility per unit freed, repeatedly — and keeps the
 //! set-point with the best net gain. Existing sessions pay a change cost
@@ -15,6 +16,17 @@
 //! spaces at any level combination included, and then *settled*
 //! ([`QramState::settle`]): sessions move only where the gain beats the change
 //! cost.
+//!
+//! Every change costs the sessions that share resources with it, not the size
+//! of the problem: per resource the state keeps the sessions that may use it
+//! and the least the required ones need; a trial is made in place and taken
+//! back from a log of its moves; a removal moves the last session into the
+//! freed place, the catalog's rows left behind dropped once they outweigh the
+//! live ones. Resources may be added, resized and removed in place
+//! ([`QramState::add_resources`], [`QramState::set_capacity`],
+//! [`QramState::remove_resources`]), newcomers decided in batches
+//! ([`QramState::admit_batch`]), and the reported shadow prices are updated for
+//! every resource a change moves (see `shadow.rs`).
 
 use std::collections::HashMap;
 
@@ -288,7 +300,11 @@ impl QramState {
         }
     }
 
-    /// The problem as it stands (sessions in the order they were added).
+    /// The problem as it stands. Sessions are in the order they were added
+    /// until one is removed: [`QramState::remove`] moves the last session
+    /// into the removed one's place, so find sessions by id, not by
+    /// position across calls. Resources: see the documentation of
+    /// [`QramState::add_resources`] and the methods beside it.
     pub fn problem(&self) -> &Problem {
         &self.problem
     }

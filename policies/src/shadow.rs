@@ -14,8 +14,8 @@
 
 use crate::catalog::Catalog;
 
-/// Halvings of the bracket of the price (relative precision 2^-40 of the bracket).
-const HALVINGS: usize = 40;
+/// Halvings of the bracket of the price (relative precision 2^-30 of the bracket).
+const HALVINGS: usize = 30;
 
 /// Scratch of [`resource_price`], kept across calls.
 #[derive(Clone, Debug, Default)]
