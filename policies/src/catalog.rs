@@ -8,7 +8,7 @@
 //! [`ListedSpace::is_dominated`]: no optimum needs one, and no pass of the
 //! solver would pick one), and for a product space the points on its
 //! majorant walks. Session `s` owns
-//! the candidates `first[s]..first[s + 1]`; within a session a candidate is
+//! the candidates `first[s]..first[s] + count[s]`; within a session a candidate is
 //! named by its local index `c`, and they are stored by decreasing value
 //! (which does not depend on prices), so that the majorant under any price
 //! vector is built without sorting and every scan for the best candidate that
@@ -45,19 +45,26 @@ pub(crate) struct Catalog {
     pub capacity: Vec<f64>,
     /// Capacity plus the fit tolerance: what usage may reach.
     pub limit: Vec<f64>,
-    /// Per session: its candidates are `first[s]..first[s + 1]` (length n + 1).
+    /// Per session: its candidates are `first[s]..first[s] + count[s]`.
+    /// Sessions need not lie in order in the flat arrays: a removed or
+    /// replaced session leaves its rows behind (see [`Catalog::swap_remove`]),
+    /// until [`Catalog::compact`].
     pub first: Vec<u32>,
+    count: Vec<u32>,
     pub weight: Vec<f64>,
     pub required: Vec<bool>,
     /// Per candidate: weight × utility.
     pub value: Vec<f64>,
     /// Per session: the resources any of its candidates uses,
-    /// `res[rfirst[s]..rfirst[s + 1]]`, in increasing order (length n + 1).
+    /// `res[rfirst[s]..rfirst[s] + width[s]]`, in increasing order.
     rfirst: Vec<u32>,
+    width: Vec<u32>,
     res: Vec<u32>,
     /// Per session: its candidates' demands as dense rows over its resources,
-    /// from `afirst[s]`, one row of `rfirst[s + 1] - rfirst[s]` amounts per candidate.
+    /// from `afirst[s]`, one row of `width[s]` amounts per candidate.
     afirst: Vec<u32>,
+    /// Candidates left behind by removed or replaced sessions.
+    dead: usize,
     amt: Vec<f64>,
     /// Per candidate: the space it comes from and its place in the listing of
     /// a listed space, or (product space) the offset of its levels in `levels`.
@@ -103,13 +110,16 @@ impl Catalog {
         let mut cat = Catalog {
             capacity,
             limit,
-            first: Vec::with_capacity(problem.sessions.len() + 1),
+            first: Vec::with_capacity(problem.sessions.len()),
+            count: Vec::with_capacity(problem.sessions.len()),
+            width: Vec::with_capacity(problem.sessions.len()),
+            dead: 0,
             weight: Vec::with_capacity(problem.sessions.len()),
             required: Vec::with_capacity(problem.sessions.len()),
             value: Vec::with_capacity(points),
-            rfirst: Vec::with_capacity(problem.sessions.len() + 1),
+            rfirst: Vec::with_capacity(problem.sessions.len()),
             res: Vec::new(),
-            afirst: Vec::with_capacity(problem.sessions.len() + 1),
+            afirst: Vec::with_capacity(problem.sessions.len()),
             amt: Vec::with_capacity(amounts),
             column: vec![u32::MAX; problem.resources.len()],
             room: Vec::new(),
@@ -121,9 +131,6 @@ impl Catalog {
             product: Vec::with_capacity(points),
             levels: Vec::new(),
         };
-        cat.first.push(0);
-        cat.rfirst.push(0);
-        cat.afirst.push(0);
         for (i, s) in problem.sessions.iter().enumerate() {
             if !cat.push(s, path_prices, pins.get(i).and_then(Option::as_ref)) {
                 return None;
@@ -147,7 +154,7 @@ impl Catalog {
     /// Number of candidates of session `s`.
     #[inline]
     pub fn len(&self, s: usize) -> usize {
-        (self.first[s + 1] - self.first[s]) as usize
+        self.count[s] as usize
     }
 
     /// Global index of candidate `c` of session `s`.
@@ -163,8 +170,8 @@ impl Catalog {
         if c == REJECT {
             return (&[], &[]);
         }
-        let (r0, r1) = (self.rfirst[s] as usize, self.rfirst[s + 1] as usize);
-        let w = r1 - r0;
+        let (r0, w) = (self.rfirst[s] as usize, self.width[s] as usize);
+        let r1 = r0 + w;
         let a = self.afirst[s] as usize + c as usize * w;
         (&self.res[r0..r1], &self.amt[a..a + w])
     }
@@ -172,7 +179,8 @@ impl Catalog {
     /// The resources session `s` may use (through any candidate).
     #[inline]
     pub fn resources_of(&self, s: usize) -> &[u32] {
-        &self.res[self.rfirst[s] as usize..self.rfirst[s + 1] as usize]
+        let r0 = self.rfirst[s] as usize;
+        &self.res[r0..r0 + self.width[s] as usize]
     }
 
     /// Weighted utility of candidate `c` of session `s` (0 for [`REJECT`]).
@@ -474,9 +482,17 @@ impl Catalog {
                     } else {
                         walks.chunks_exact(dims).collect()
                     };
-                    let mut seen: HashSet<&[usize]> = HashSet::with_capacity(points.len());
-                    for levels in points {
-                        if !seen.insert(levels) {
+                    // up to a few dozen points, comparing with those before
+                    // costs less than hashing them
+                    let mut seen: HashSet<&[usize]> = HashSet::new();
+                    let few = points.len() <= 48;
+                    for (i, &levels) in points.iter().enumerate() {
+                        let again = if few {
+                            points[..i].contains(&levels)
+                        } else {
+                            !seen.insert(levels)
+                        };
+                        if again {
                             continue;
                         }
                         let row = self.amt.len();
@@ -505,9 +521,11 @@ impl Catalog {
             self.column[r as usize] = u32::MAX;
         }
         let end = self.value.len();
-        self.first.push(end as u32);
-        self.rfirst.push(self.res.len() as u32);
-        self.afirst.push(self.amt.len() as u32);
+        self.first.push(start as u32);
+        self.count.push((end - start) as u32);
+        self.rfirst.push(r0 as u32);
+        self.width.push(w as u32);
+        self.afirst.push(a0 as u32);
         self.weight.push(weight);
         self.required.push(session.required);
         if end > listed_end {
@@ -543,10 +561,13 @@ impl Catalog {
     pub fn pop(&mut self) {
         let s = self.sessions() - 1;
         let start = self.first[s] as usize;
+        debug_assert_eq!(start + self.len(s), self.value.len(), "the last pushed");
         self.res.truncate(self.rfirst[s] as usize);
         self.amt.truncate(self.afirst[s] as usize);
         self.first.pop();
+        self.count.pop();
         self.rfirst.pop();
+        self.width.pop();
         self.afirst.pop();
         self.weight.pop();
         self.required.pop();
@@ -559,22 +580,151 @@ impl Catalog {
         self.product.truncate(start);
     }
 
+    /// Removes session `s` by moving the last session into its place (its
+    /// candidates keep their local indices); `s`'s rows stay behind until
+    /// [`Catalog::compact`]. O(1).
+    pub fn swap_remove(&mut self, s: usize) {
+        self.dead += self.len(s);
+        self.first.swap_remove(s);
+        self.count.swap_remove(s);
+        self.rfirst.swap_remove(s);
+        self.width.swap_remove(s);
+        self.afirst.swap_remove(s);
+        self.weight.swap_remove(s);
+        self.required.swap_remove(s);
+    }
+
+    /// Replaces the candidates of session `s` by those of `session` (see
+    /// [`Catalog::push`]), appended at the end of the flat arrays; the old
+    /// rows stay behind until [`Catalog::compact`]. O(size of the session).
+    /// Returns `false`, changing nothing, where `push` would.
+    pub fn replace(
+        &mut self,
+        s: usize,
+        session: &Session,
+        path_prices: &[Vec<f64>],
+        pin: Option<&SetPointRef>,
+    ) -> bool {
+        if !self.push(session, path_prices, pin) {
+            return false;
+        }
+        let last = self.sessions() - 1;
+        self.dead += self.len(s);
+        for v in [
+            &mut self.first,
+            &mut self.count,
+            &mut self.rfirst,
+            &mut self.width,
+            &mut self.afirst,
+        ] {
+            v.swap(s, last);
+            v.pop();
+        }
+        self.weight.swap(s, last);
+        self.weight.pop();
+        self.required.swap(s, last);
+        self.required.pop();
+        true
+    }
+
+    /// Whether the rows left behind outweigh the live ones, so that
+    /// [`Catalog::compact`] pays for itself (amortised over the removals
+    /// that left them).
+    pub fn wasteful(&self) -> bool {
+        self.dead > 1024 && self.dead > self.value.len() - self.dead
+    }
+
+    /// Drops the rows left behind by removed and replaced sessions, storing
+    /// the sessions in order again. Every session keeps its candidates and
+    /// their local indices. O(size of the catalog).
+    pub fn compact(&mut self) {
+        let n = self.sessions();
+        let live = self.value.len() - self.dead;
+        let mut value = Vec::with_capacity(live);
+        let mut space = Vec::with_capacity(live);
+        let mut index = Vec::with_capacity(live);
+        let mut product = Vec::with_capacity(live);
+        let mut levels = Vec::new();
+        let mut res = Vec::new();
+        let mut amt = Vec::new();
+        for s in 0..n {
+            let (p0, k) = (self.first[s] as usize, self.len(s));
+            let (r0, w) = (self.rfirst[s] as usize, self.width[s] as usize);
+            let a0 = self.afirst[s] as usize;
+            self.first[s] = value.len() as u32;
+            self.rfirst[s] = res.len() as u32;
+            self.afirst[s] = amt.len() as u32;
+            value.extend_from_slice(&self.value[p0..p0 + k]);
+            space.extend_from_slice(&self.space[p0..p0 + k]);
+            product.extend_from_slice(&self.product[p0..p0 + k]);
+            for p in p0..p0 + k {
+                if self.product[p] {
+                    let at = self.index[p] as usize;
+                    let dims = self.levels[at] as usize;
+                    index.push(levels.len() as u32);
+                    levels.extend_from_slice(&self.levels[at..at + 1 + dims]);
+                } else {
+                    index.push(self.index[p]);
+                }
+            }
+            res.extend_from_slice(&self.res[r0..r0 + w]);
+            amt.extend_from_slice(&self.amt[a0..a0 + k * w]);
+        }
+        self.value = value;
+        self.space = space;
+        self.index = index;
+        self.product = product;
+        self.levels = levels;
+        self.res = res;
+        self.amt = amt;
+        self.dead = 0;
+    }
+
+    /// Appends resources of these capacities (no session uses them yet).
+    pub fn add_resources(&mut self, capacities: impl IntoIterator<Item = f64>) {
+        for c in capacities {
+            self.capacity.push(c);
+            self.limit.push(c + capacity_slack(c));
+            self.column.push(u32::MAX);
+        }
+    }
+
+    /// Sets the capacity of resource `r`. The candidates stay as they are:
+    /// [`Catalog::replace`] the sessions that use it to drop the ones that
+    /// no longer fit on their own or take in the ones that now do.
+    pub fn set_capacity(&mut self, r: usize, capacity: f64) {
+        self.capacity[r] = capacity;
+        self.limit[r] = capacity + capacity_slack(capacity);
+    }
+
+    /// Removes resource `r` by moving the last resource into its place: the
+    /// sessions that use the last one must be [`Catalog::replace`]d (no
+    /// session may use `r`).
+    pub fn swap_remove_resource(&mut self, r: usize) {
+        self.capacity.swap_remove(r);
+        self.limit.swap_remove(r);
+        self.column.swap_remove(r);
+    }
+
     /// Demand entries plus candidates: the size of the input the solver reads.
     pub fn work(&self) -> u64 {
         (self.amt.len() + self.value.len()) as u64
     }
 
-    /// Compound resource of every candidate under `prices`, into `out`.
+    /// Compound resource of every candidate under `prices`, into `out`
+    /// (indexed as [`Catalog::id`]; rows left behind by removed sessions get 0).
     pub fn costs(&self, prices: &[f64], out: &mut Vec<f64>) {
         out.clear();
-        out.reserve(self.value.len());
+        out.resize(self.value.len(), 0.0);
         for s in 0..self.sessions() {
             let res = self.resources_of(s);
             let k = self.len(s);
             let a = self.afirst[s] as usize;
             let rows = &self.amt[a..a + k * res.len()];
+            let first = self.first[s] as usize;
+            let out = &mut out[first..first + k];
             match res.len() {
-                0 => out.extend(std::iter::repeat_n(0.0, k)),
+                0 => {}
                 1 => dot_rows::<1>(rows, res, prices, out),
                 2 => dot_rows::<2>(rows, res, prices, out),
                 3 => dot_rows::<3>(rows, res, prices, out),
@@ -585,10 +735,9 @@ impl Catalog {
                 8 => dot_rows::<8>(rows, res, prices, out),
                 w => {
                     let local: Vec<f64> = res.iter().map(|&r| prices[r as usize]).collect();
-                    out.extend(
-                        rows.chunks_exact(w)
-                            .map(|row| row.iter().zip(&local).map(|(a, p)| a * p).sum::<f64>()),
-                    );
+                    for (o, row) in out.iter_mut().zip(rows.chunks_exact(w)) {
+                        *o = row.iter().zip(&local).map(|(a, p)| a * p).sum::<f64>();
+                    }
                 }
             }
         }
@@ -783,24 +932,24 @@ fn best_net_rows<const W: usize>(
     best
 }
 
-/// `row · prices` for every row of `W` amounts over the resources `res`.
+/// `row · prices` for every row of `W` amounts over the resources `res`, into `out`.
 #[inline]
-fn dot_rows<const W: usize>(rows: &[f64], res: &[u32], prices: &[f64], out: &mut Vec<f64>) {
+fn dot_rows<const W: usize>(rows: &[f64], res: &[u32], prices: &[f64], out: &mut [f64]) {
     let mut local = [0.0; W];
     for (l, &r) in local.iter_mut().zip(res) {
         *l = prices[r as usize];
     }
-    out.extend(rows.chunks_exact(W).map(|row| {
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(W)) {
         let mut h = 0.0;
         for i in 0..W {
             h += row[i] * local[i];
         }
-        h
-    }));
+        *o = h;
+    }
 }
 
 /// One candidate (or rejection) per session, with the usage it implies.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Assignment {
     pub choice: Vec<u32>,
     pub usage: Vec<f64>,

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::majorant::product_min_demand;
-use crate::model::{Allocation, Problem, SetPointSpace};
+use crate::model::{Allocation, Problem, Session, SetPointSpace};
 
 /// Why a session was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,9 +57,9 @@ pub enum Explanation {
 /// A demand as the resources and the amounts on them.
 type Demand<'a> = (Cow<'a, [usize]>, Cow<'a, [f64]>);
 
-fn session_points(problem: &Problem, session: usize) -> Vec<Demand<'_>> {
+fn session_points(session: &Session) -> Vec<Demand<'_>> {
     let mut out = Vec::new();
-    for space in &problem.sessions[session].options {
+    for space in &session.options {
         match space {
             SetPointSpace::Listed(points) => {
                 out.extend((0..points.len()).map(|i| {
@@ -81,26 +81,32 @@ fn session_points(problem: &Problem, session: usize) -> Vec<Demand<'_>> {
 
 /// Least demand of session `s` on each resource (0 where some set-point does not use it).
 pub(crate) fn least_demand(problem: &Problem, s: usize) -> Vec<f64> {
-    let m = problem.resources.len();
-    let points = session_points(problem, s);
-    if points.is_empty() {
-        return vec![0.0; m];
-    }
-    let mut least = vec![f64::INFINITY; m];
-    // how many set-points name each resource: one that does not demands none of it
-    let mut named = vec![0usize; m];
-    for (res, amt) in &points {
-        for (&r, &a) in res.iter().zip(amt.iter()) {
-            least[r] = least[r].min(a);
-            named[r] += 1;
-        }
-    }
-    for (l, &n) in least.iter_mut().zip(&named) {
-        if n < points.len() {
-            *l = 0.0;
-        }
+    let mut least = vec![0.0; problem.resources.len()];
+    for (r, a) in least_demand_of(&problem.sessions[s]) {
+        least[r] = a;
     }
     least
+}
+
+/// Least demand of `session` on each resource every one of its set-points
+/// uses, by increasing resource (the others: 0). Costs the size of the session.
+pub(crate) fn least_demand_of(session: &Session) -> Vec<(usize, f64)> {
+    let points = session_points(session);
+    // (resource, amount) over all set-points; a resource every set-point names
+    // appears once per set-point
+    let mut all: Vec<(usize, f64)> = points
+        .iter()
+        .flat_map(|(res, amt)| res.iter().copied().zip(amt.iter().copied()))
+        .collect();
+    all.sort_by_key(|x| x.0);
+    let mut out = Vec::new();
+    for group in all.chunk_by(|a, b| a.0 == b.0) {
+        if group.len() == points.len() {
+            let least = group.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+            out.push((group[0].0, least));
+        }
+    }
+    out
 }
 
 /// The set-point of `session` with the least total shortage against `free`,
@@ -108,15 +114,15 @@ pub(crate) fn least_demand(problem: &Problem, s: usize) -> Vec<f64> {
 /// Returns `None` when the session has no set-point.
 pub(crate) fn shortest_fall(
     problem: &Problem,
-    session: usize,
-    free: &[f64],
+    session: &Session,
+    free: impl Fn(usize) -> f64,
 ) -> Option<(f64, Vec<usize>)> {
     let mut best: Option<(f64, Vec<(usize, f64)>)> = None;
-    for (res, amt) in session_points(problem, session) {
+    for (res, amt) in session_points(session) {
         let mut total = 0.0;
         let mut short = Vec::new();
         for (&r, &a) in res.iter().zip(amt.iter()) {
-            let lack = a - free[r].max(0.0);
+            let lack = a - free(r).max(0.0);
             let cap = problem.resources[r].capacity;
             if lack > 1e-12 * cap.max(1.0) {
                 let rel = lack / cap.max(1e-12);
@@ -140,7 +146,7 @@ pub(crate) fn room_at_minimum(problem: &Problem, session: usize) -> Vec<f64> {
     let mut free: Vec<f64> = problem.resources.iter().map(|r| r.capacity).collect();
     for (s, other) in problem.sessions.iter().enumerate() {
         if s != session && other.required {
-            for (r, a) in least_demand(problem, s).into_iter().enumerate() {
+            for (r, a) in least_demand_of(other) {
                 free[r] -= a;
             }
         }
@@ -176,7 +182,8 @@ pub fn explain(problem: &Problem, allocation: &Allocation, session: usize) -> Ex
             .collect()
     };
     let at_minimum = room_at_minimum(problem, session);
-    match shortest_fall(problem, session, &at_minimum) {
+    let this = &problem.sessions[session];
+    match shortest_fall(problem, this, |r| at_minimum[r]) {
         None => Explanation::Rejected {
             reason: RejectionReason::NoSetPoint,
             binding: Vec::new(),
@@ -192,7 +199,7 @@ pub fn explain(problem: &Problem, allocation: &Allocation, session: usize) -> Ex
                 .zip(&allocation.usage)
                 .map(|(r, &u)| r.capacity - u)
                 .collect();
-            let short = shortest_fall(problem, session, &free)
+            let short = shortest_fall(problem, this, |r| free[r])
                 .map(|x| x.1)
                 .unwrap_or_default();
             Explanation::Rejected {

@@ -380,3 +380,96 @@ pub fn running_product_sessions(
         choices,
     )
 }
+
+/// A cluster as Sesco sees it: `nodes` nodes with resources `n{i}/cpu` (4
+/// CPUs) and `n{i}/memory` (8,192 MiB), at indices `2i` and `2i + 1`, and 10
+/// required sessions per node, each with one product space of 2–3 QoS
+/// dimensions × 3–5 levels over its node's resources; one session in 50
+/// spans two nodes (its space then runs over both nodes' resources). At
+/// their top set-points the sessions want more than a node has; at their
+/// least they fit.
+pub fn cluster(seed: u64, nodes: usize) -> Problem {
+    let mut rng = SplitMix64::new(seed);
+    let nodes = nodes.max(1);
+    let resources: Vec<Resource> = (0..nodes).flat_map(cluster_node).collect();
+    let mut sessions = Vec::with_capacity(10 * nodes);
+    for node in 0..nodes {
+        for k in 0..10 {
+            let mut placement = vec![node];
+            if nodes > 1 && rng.chance(0.02) {
+                placement.push((node + 1 + rng.range(0, nodes - 2)) % nodes);
+            }
+            let mut session = cluster_session(&mut rng, format!("c{node}-{k}"), &[placement]);
+            session.required = true;
+            sessions.push(session);
+        }
+    }
+    Problem {
+        resources,
+        sessions,
+    }
+}
+
+/// The resources of node `i` of a [`cluster`].
+pub fn cluster_node(i: usize) -> [Resource; 2] {
+    [
+        Resource {
+            name: format!("n{i}/cpu"),
+            capacity: 4.0,
+        },
+        Resource {
+            name: format!("n{i}/memory"),
+            capacity: 8192.0,
+        },
+    ]
+}
+
+/// A session of a [`cluster`] (not required) with one product space per
+/// placement (each a list of node numbers), of 2–3 QoS dimensions × 3–5
+/// levels over the cpu and memory of the placement's nodes, as Sesco builds
+/// them.
+pub fn cluster_session(rng: &mut SplitMix64, id: String, placements: &[Vec<usize>]) -> Session {
+    let dims = rng.range(2, 3);
+    let levels = rng.range(3, 5);
+    let weight = [1.0, 1.0, 2.0, 3.0][rng.range(0, 3)];
+    let cpu = rng.range_f64(0.08, 0.2);
+    let memory = rng.range_f64(100.0, 300.0);
+    let template = product_space(rng, dims, levels, &[0, 1], 1.0);
+    let options = placements
+        .iter()
+        .map(|nodes| {
+            let mut space = template.clone();
+            space.resources = nodes.iter().flat_map(|&n| [2 * n, 2 * n + 1]).collect();
+            space.base = nodes.iter().flat_map(|_| [cpu, memory]).collect();
+            for d in &mut space.dimensions {
+                for l in &mut d.levels {
+                    l.scale = nodes
+                        .iter()
+                        .flat_map(|_| [l.scale[0], l.scale[1]])
+                        .collect();
+                }
+            }
+            SetPointSpace::Product(space)
+        })
+        .collect();
+    Session {
+        id,
+        weight,
+        required: false,
+        options,
+    }
+}
+
+/// A newcomer to a [`cluster`] of `nodes` nodes: a [`cluster_session`]
+/// with `placements` candidate placements, each on one node drawn at random.
+pub fn cluster_newcomer(
+    rng: &mut SplitMix64,
+    id: String,
+    nodes: usize,
+    placements: usize,
+) -> Session {
+    let chosen: Vec<Vec<usize>> = (0..placements.max(1))
+        .map(|_| vec![rng.range(0, nodes.max(1) - 1)])
+        .collect();
+    cluster_session(rng, id, &chosen)
+}

@@ -6,9 +6,12 @@
 //! admitted) may move between set-points but are never rejected.
 //!
 //! - [`solve`] / [`solve_with`]: the full Q-RAM solve.
-//! - [`QramState`]: incremental admission and removal with hysteresis; built
-//!   around what runs ([`QramState::from_assignment`]) and settled
-//!   ([`QramState::settle`]) without moving running sessions for small gains.
+//! - [`QramState`]: incremental admission (one or a batch) and removal with
+//!   hysteresis, each costing the sessions it touches, not the problem;
+//!   resources added, resized or removed in place; shadow prices kept
+//!   current; built around what runs ([`QramState::from_assignment`]) and
+//!   settled ([`QramState::settle`]) without moving running sessions for
+//!   small gains.
 //! - [`explain`]: why a session was rejected, what each resource is worth.
 //! - `exact::solve_exact` (feature `exact`): an exact reference for small problems (CBC).
 //! - [`instance`]: the stable JSON instance format of `sesco qram solve`.
@@ -29,6 +32,7 @@ pub mod instance;
 pub mod majorant;
 pub mod model;
 mod refine;
+mod shadow;
 mod solve;
 
 pub use explain::{Explanation, RejectionReason, ResourcePrice, explain};

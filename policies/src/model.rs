@@ -584,103 +584,107 @@ impl Problem {
     /// numbers, demands on existing resources, well-formed product spaces.
     pub fn validate(&self) -> Result<(), ModelError> {
         self.validate_header()?;
-        let count = self.resources.len();
-        let mut seen = vec![usize::MAX; count];
-        let mut stamp = 0usize;
         for s in &self.sessions {
-            for (si, space) in s.options.iter().enumerate() {
-                let unknown = |index| ModelError::UnknownResource {
-                    id: s.id.clone(),
-                    what: format!("space {si}"),
-                    index,
-                    count,
-                };
-                match space {
-                    SetPointSpace::Listed(points) => {
-                        if let Some(&r) = points.resources().iter().find(|&&r| r >= count) {
-                            return Err(unknown(r));
-                        }
-                        // checked when the space was built: here only to name a bad one
-                        let named = if points.numbers_good() {
-                            0
-                        } else {
-                            points.len()
-                        };
-                        for pi in 0..named {
-                            let at = || format!("space {si} set-point {pi}");
+            self.validate_options(s)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the rules on one session against the resources of `self` (its
+    /// weight, numbers, demands and product spaces; not whether its id is
+    /// taken): what a newcomer must meet. Costs the size of the session.
+    pub fn validate_session(&self, s: &Session) -> Result<(), ModelError> {
+        if !(s.weight.is_finite() && s.weight >= 0.0) {
+            return Err(ModelError::BadWeight {
+                id: s.id.clone(),
+                weight: s.weight,
+            });
+        }
+        self.validate_options(s)
+    }
+
+    /// The rules on a session's set-point spaces.
+    fn validate_options(&self, s: &Session) -> Result<(), ModelError> {
+        let count = self.resources.len();
+        for (si, space) in s.options.iter().enumerate() {
+            let unknown = |index| ModelError::UnknownResource {
+                id: s.id.clone(),
+                what: format!("space {si}"),
+                index,
+                count,
+            };
+            match space {
+                SetPointSpace::Listed(points) => {
+                    if let Some(&r) = points.resources().iter().find(|&&r| r >= count) {
+                        return Err(unknown(r));
+                    }
+                    // checked when the space was built: here only to name a bad one
+                    let named = if points.numbers_good() {
+                        0
+                    } else {
+                        points.len()
+                    };
+                    for pi in 0..named {
+                        let at = || format!("space {si} set-point {pi}");
+                        check_number(&s.id, || format!("{} utility", at()), points.utility(pi))?;
+                        for (&r, &a) in points.resources().iter().zip(points.amounts(pi)) {
                             check_number(
                                 &s.id,
-                                || format!("{} utility", at()),
-                                points.utility(pi),
+                                || format!("{} demand on {}", at(), self.resources[r].name),
+                                a,
                             )?;
-                            for (&r, &a) in points.resources().iter().zip(points.amounts(pi)) {
-                                check_number(
-                                    &s.id,
-                                    || format!("{} demand on {}", at(), self.resources[r].name),
-                                    a,
-                                )?;
-                            }
                         }
                     }
-                    SetPointSpace::Product(p) => {
-                        let bad = |reason: String| ModelError::BadProductSpace {
-                            id: s.id.clone(),
-                            space: si,
-                            reason,
-                        };
-                        if p.base.len() != p.resources.len() {
-                            return Err(bad(format!(
-                                "{} base amounts for {} resources",
-                                p.base.len(),
-                                p.resources.len()
-                            )));
+                }
+                SetPointSpace::Product(p) => {
+                    let bad = |reason: String| ModelError::BadProductSpace {
+                        id: s.id.clone(),
+                        space: si,
+                        reason,
+                    };
+                    if p.base.len() != p.resources.len() {
+                        return Err(bad(format!(
+                            "{} base amounts for {} resources",
+                            p.base.len(),
+                            p.resources.len()
+                        )));
+                    }
+                    for (k, &r) in p.resources.iter().enumerate() {
+                        if r >= count {
+                            return Err(unknown(r));
                         }
-                        stamp += 1;
-                        for (k, &r) in p.resources.iter().enumerate() {
-                            if r >= count {
-                                return Err(unknown(r));
-                            }
-                            if seen[r] == stamp {
-                                return Err(ModelError::RepeatedDemand {
-                                    id: s.id.clone(),
-                                    what: format!("space {si}"),
-                                    resource: self.resources[r].name.clone(),
-                                });
-                            }
-                            seen[r] = stamp;
-                            check_number(&s.id, || format!("space {si} base {k}"), p.base[k])?;
+                        if p.resources[..k].contains(&r) {
+                            return Err(ModelError::RepeatedDemand {
+                                id: s.id.clone(),
+                                what: format!("space {si}"),
+                                resource: self.resources[r].name.clone(),
+                            });
                         }
-                        for (di, d) in p.dimensions.iter().enumerate() {
-                            if d.levels.is_empty() {
+                        check_number(&s.id, || format!("space {si} base {k}"), p.base[k])?;
+                    }
+                    for (di, d) in p.dimensions.iter().enumerate() {
+                        if d.levels.is_empty() {
+                            return Err(bad(format!("dimension {di} ({}) has no level", d.name)));
+                        }
+                        for (li, l) in d.levels.iter().enumerate() {
+                            check_number(
+                                &s.id,
+                                || format!("space {si} dimension {di} level {li} utility"),
+                                l.utility,
+                            )?;
+                            if !l.scale.is_empty() && l.scale.len() != p.resources.len() {
                                 return Err(bad(format!(
-                                    "dimension {di} ({}) has no level",
-                                    d.name
+                                    "dimension {di} level {li} has {} scales for {} resources",
+                                    l.scale.len(),
+                                    p.resources.len()
                                 )));
                             }
-                            for (li, l) in d.levels.iter().enumerate() {
+                            for (k, &x) in l.scale.iter().enumerate() {
                                 check_number(
                                     &s.id,
-                                    || format!("space {si} dimension {di} level {li} utility"),
-                                    l.utility,
+                                    || format!("space {si} dimension {di} level {li} scale {k}"),
+                                    x,
                                 )?;
-                                if !l.scale.is_empty() && l.scale.len() != p.resources.len() {
-                                    return Err(bad(format!(
-                                        "dimension {di} level {li} has {} scales for {} resources",
-                                        l.scale.len(),
-                                        p.resources.len()
-                                    )));
-                                }
-                                for (k, &x) in l.scale.iter().enumerate() {
-                                    check_number(
-                                        &s.id,
-                                        || {
-                                            format!(
-                                                "space {si} dimension {di} level {li} scale {k}"
-                                            )
-                                        },
-                                        x,
-                                    )?;
-                                }
                             }
                         }
                     }

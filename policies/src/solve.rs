@@ -39,6 +39,29 @@ pub enum SolveError {
         /// The id.
         id: String,
     },
+    /// No resource with this name.
+    #[error("no resource {name:?}")]
+    UnknownResource {
+        /// The name.
+        name: String,
+    },
+    /// A resource cannot be removed while sessions may use it.
+    #[error("resource {name:?} is used by {sessions} session(s)")]
+    ResourceInUse {
+        /// The name.
+        name: String,
+        /// How many sessions have a set-point that uses it.
+        sessions: usize,
+    },
+    /// A capacity cannot shrink this far: the required sessions need more
+    /// of it even at their least.
+    #[error("resource {name:?} cannot shrink to {capacity}: the required sessions need more")]
+    CapacityTooSmall {
+        /// The resource.
+        name: String,
+        /// The capacity asked for.
+        capacity: f64,
+    },
     /// A session with this id already exists.
     #[error("session {id:?} already exists")]
     DuplicateSession {
