@@ -176,6 +176,15 @@ impl Allocator {
         state: &State,
         topology: u64,
     ) -> Result<Vec<(SessionId, Vec<u32>)>, SolveError> {
+        if self.qram.is_some() && !self.stale && self.topology != topology {
+            match self.follow_topology(state) {
+                Some(moves) => {
+                    self.topology = topology;
+                    return Ok(moves);
+                }
+                None => self.stale = true,
+            }
+        }
         if self.qram.is_some() && !self.stale && self.topology == topology {
             #[cfg(debug_assertions)]
             {
@@ -228,6 +237,66 @@ impl Allocator {
         self.topology = topology;
         self.stale = false;
         Ok(moves)
+    }
+
+    /// Takes in a change of topology without a rebuild where Q-RAM can: nodes that
+    /// joined with no sessions on them get their resources added, nodes whose capacity
+    /// changed get it set (sessions there may be degraded, never rejected). `None` when
+    /// only a rebuild will do: a node went away, or one came (back) with live sessions.
+    fn follow_topology(&mut self, state: &State) -> Option<Vec<(SessionId, Vec<u32>)>> {
+        let wanted = resources(state);
+        let qram = self.qram.as_mut()?;
+        let capacity: HashMap<&str, f64> = qram
+            .problem()
+            .resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.capacity))
+            .collect();
+        let kept = wanted
+            .iter()
+            .filter(|w| capacity.contains_key(w.name.as_str()))
+            .count();
+        if kept < capacity.len() {
+            // A node went away.
+            return None;
+        }
+        let mut added = Vec::new();
+        let mut resized = Vec::new();
+        for w in wanted {
+            match capacity.get(w.name.as_str()) {
+                None => added.push(w),
+                Some(&c) if c != w.capacity => resized.push(w),
+                Some(_) => {}
+            }
+        }
+        let joined_with_sessions = added.iter().any(|r| {
+            r.name
+                .rsplit_once('/')
+                .is_some_and(|(node, _)| state.sessions_on(node).next().is_some())
+        });
+        if joined_with_sessions {
+            return None;
+        }
+        let first = qram.problem().resources.len();
+        let names: Vec<String> = added.iter().map(|r| r.name.clone()).collect();
+        if let Err(error) = qram.add_resources(added) {
+            tracing::warn!(%error, "cannot add a node's resources; rebuilding the allocation");
+            return None;
+        }
+        for (i, name) in names.into_iter().enumerate() {
+            self.index.insert(name, first + i);
+        }
+        let mut changes = Vec::new();
+        for r in resized {
+            match qram.set_capacity(&r.name, r.capacity) {
+                Ok(c) => changes.extend(c),
+                Err(error) => {
+                    tracing::warn!(%error, resource = r.name, "a capacity change does not fit what runs; rebuilding the allocation");
+                    return None;
+                }
+            }
+        }
+        Some(self.moves_of(&changes))
     }
 
     /// Live sessions whose set-point in `qram` differs from their record.
@@ -437,12 +506,28 @@ fn mirrors(
     known: &HashMap<String, Options>,
 ) -> bool {
     let problem = qram.problem();
-    if problem.resources != resources || problem.sessions.len() != live.len() {
+    let capacity: HashMap<&str, f64> = problem
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.capacity))
+        .collect();
+    if capacity.len() != resources.len()
+        || resources
+            .iter()
+            .any(|r| capacity.get(r.name.as_str()) != Some(&r.capacity))
+        || problem.sessions.len() != live.len()
+    {
         return false;
     }
+    let position: HashMap<&str, usize> = problem
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let allocation = qram.allocation();
     live.iter().all(|(session, _)| {
-        let Some(i) = problem.sessions.iter().position(|s| s.id == session.id) else {
+        let Some(&i) = position.get(session.id.as_str()) else {
             return false;
         };
         let ours = &problem.sessions[i];
