@@ -10,6 +10,7 @@ pub mod coordinator;
 pub mod events;
 pub mod lifecycle;
 pub mod limits;
+pub mod listing;
 pub mod nodes;
 pub mod qram_cmd;
 pub mod server;

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arq::client::Client;
-use arq::proto::session::{AdmissionOutcome, SessionId, SessionRequest};
+use arq::proto::session::{AdmissionOutcome, SessionId};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
-use sesco_e2e::hollow::{HOLLOW_USERS, HollowCluster, HollowOptions};
+use sesco_e2e::hollow::{HOLLOW_USERS, HollowCluster, HollowOptions, idle_request};
 use sesco_e2e::{ALICE, Cluster, ClusterOptions, IDLE_APPLICATION};
 
 #[derive(Clone, Copy, PartialEq, ValueEnum, Debug)]
@@ -110,16 +110,6 @@ fn percentile_ms(samples: &mut [Duration], p: f64) -> Option<f64> {
     samples.sort();
     let i = ((samples.len() - 1) as f64 * p).round() as usize;
     Some(samples[i].as_secs_f64() * 1e3)
-}
-
-fn idle_request() -> SessionRequest {
-    SessionRequest {
-        application: "idle".into(),
-        variant: None,
-        minimum: Vec::new(),
-        dry_run: false,
-        request_key: None,
-    }
 }
 
 /// The running cluster, whichever kind.

@@ -47,6 +47,17 @@ admin = true
     world
 }
 
+/// A request for one session of the idle application (one process, 0.05 CPU, 8 MiB).
+pub fn idle_request() -> arq::proto::session::SessionRequest {
+    arq::proto::session::SessionRequest {
+        application: "idle".into(),
+        variant: None,
+        minimum: Vec::new(),
+        dry_run: false,
+        request_key: None,
+    }
+}
+
 /// How to start a hollow cluster.
 #[derive(Debug, Clone)]
 pub struct HollowOptions {

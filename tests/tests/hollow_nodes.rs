@@ -5,21 +5,11 @@
 
 use std::time::Duration;
 
-use arq::proto::session::{AdmissionOutcome, SessionRequest, SessionState};
-use sesco_e2e::hollow::{HOLLOW_USERS, HollowCluster, HollowOptions};
+use arq::proto::session::{AdmissionOutcome, SessionState};
+use sesco_e2e::hollow::{HOLLOW_USERS, HollowCluster, HollowOptions, idle_request};
 use sesco_e2e::{binary, text, wait_for};
 
 const NODES: u32 = 50;
-
-fn idle() -> SessionRequest {
-    SessionRequest {
-        application: "idle".into(),
-        variant: None,
-        minimum: Vec::new(),
-        dry_run: false,
-        request_key: None,
-    }
-}
 
 #[test]
 fn hollow_nodes_are_nodes_to_sesco() {
@@ -35,7 +25,7 @@ fn hollow_nodes_are_nodes_to_sesco() {
 
     // Admissions, concurrently: each gets a pid that the harness handed out.
     let sessions: Vec<_> = runtime.block_on(async {
-        let requests = (0..20).map(|_| client.request_session(idle()));
+        let requests = (0..20).map(|_| client.request_session(idle_request()));
         futures::future::join_all(requests).await
     });
     let mut ids = Vec::new();
