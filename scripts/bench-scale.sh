@@ -28,8 +28,9 @@ step "Building release binaries"
 if [ "$mode" = lrmd ]; then
   require_root
   ensure_demo_accounts
-  # The real-Lrmd fixture copies the demo applications next to each node.
-  cargo build --locked --release --workspace --bins --examples
+  # The real-Lrmd fixture copies the demo applications (arq's examples, setpoint-probe)
+  # next to each node and drives arq.
+  cargo build --locked --release -p sesco -p lrmd -p arq -p sesco-e2e --bins --examples
 else
   cargo build --locked --release -p sesco --bin sesco -p sesco-e2e --bin hollow-nodes
 fi
