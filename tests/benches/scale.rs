@@ -60,9 +60,9 @@ struct Args {
     /// Requests in flight per connection during the fill.
     #[arg(long, default_value_t = 8)]
     fill_in_flight: usize,
-    /// Where to write the results.
-    #[arg(long, default_value = "target/bench-scale.json")]
-    json: std::path::PathBuf,
+    /// Where to write the results (default: the workspace's target/bench-scale.json).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -170,7 +170,7 @@ fn start(mode: Mode, nodes: u32) -> Running {
     }
 }
 
-/// Fills the cluster towards `target` live sessions until `bound` passes.
+/// Fills the cluster towards `target` live sessions; no request is sent after `bound`.
 async fn fill(clients: &[Arc<Client>], target: u64, in_flight: usize, bound: Duration) -> u64 {
     let admitted = Arc::new(AtomicU64::new(0));
     let issued = Arc::new(AtomicU64::new(0));
@@ -180,21 +180,21 @@ async fn fill(clients: &[Arc<Client>], target: u64, in_flight: usize, bound: Dur
         for _ in 0..in_flight {
             let (client, admitted, issued) = (client.clone(), admitted.clone(), issued.clone());
             tasks.push(tokio::spawn(async move {
+                // No new request after the deadline; those in flight are waited for, so
+                // that what follows measures a Sesco with nothing left to do.
                 while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < target {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(left, client.request_session(idle_request())).await {
-                        Ok(Ok(AdmissionOutcome::Admitted { .. })) => {
+                    match client.request_session(idle_request()).await {
+                        Ok(AdmissionOutcome::Admitted { .. }) => {
                             admitted.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(Ok(AdmissionOutcome::Rejected { reason, .. })) => {
+                        Ok(AdmissionOutcome::Rejected { reason, .. }) => {
                             eprintln!("fill: rejected: {reason}");
                             return;
                         }
-                        Ok(Err(e)) => {
+                        Err(e) => {
                             eprintln!("fill: {e}");
                             return;
                         }
-                        Err(_) => return,
                     }
                 }
             }));
@@ -386,8 +386,12 @@ async fn measure(
         "rss_mib": rss,
         "rss_peak_mib": rss_peak,
     });
-    eprintln!("   draining");
-    drain(&clients[0]).await;
+    if let Running::Real(_) = cluster {
+        // Real processes: ended here, many at once, rather than one by one by the
+        // fixture. Hollow ones end with the harness.
+        eprintln!("   draining");
+        drain(&clients[0]).await;
+    }
     result
 }
 
@@ -436,6 +440,10 @@ fn main() {
             Mode::Lrmd => vec![20, 200],
         };
     }
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| sesco_e2e::workspace().join("target/bench-scale.json"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -450,15 +458,12 @@ fn main() {
         drop(cluster);
         results.push(result);
         // Written after every size: a long run that is stopped keeps what it measured.
-        if let Some(dir) = args.json.parent() {
+        if let Some(dir) = json.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        std::fs::write(
-            &args.json,
-            serde_json::to_string_pretty(&results).expect("JSON"),
-        )
-        .expect("the results file is writable");
+        std::fs::write(&json, serde_json::to_string_pretty(&results).expect("JSON"))
+            .expect("the results file is writable");
     }
     print_table(&results);
-    println!("\n(results in {})", args.json.display());
+    println!("\n(results in {})", json.display());
 }
