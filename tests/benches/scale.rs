@@ -137,6 +137,14 @@ impl Running {
         .expect("the benchmark's user signs in")
     }
 
+    /// The hollow-nodes process, whose CPU shares the machine with Sesco's.
+    fn harness_pid(&self) -> Option<u32> {
+        match self {
+            Self::Hollow(c) => c.harness.as_ref().map(|h| h.id()),
+            Self::Real(_) => None,
+        }
+    }
+
     fn heartbeat_ms(&self) -> u64 {
         match self {
             Self::Hollow(_) => 1000,
@@ -355,8 +363,14 @@ async fn measure(
         "   {} clients request and terminate for {} s",
         args.clients, args.seconds
     );
+    let harness_cpu0 = cluster.harness_pid().map(cpu_seconds);
+    let t_churn = Instant::now();
     let ((mut samples, elapsed), busy_cpu) =
         cpu_during(pid, churn(&clients, Duration::from_secs(args.seconds))).await;
+    let harness_cpu = cluster
+        .harness_pid()
+        .zip(harness_cpu0)
+        .map(|(h, c0)| (cpu_seconds(h) - c0) / t_churn.elapsed().as_secs_f64());
     let (rss, rss_peak) = rss_mib(pid);
     let secs = elapsed.as_secs_f64();
     let result = json!({
@@ -383,6 +397,7 @@ async fn measure(
         "pid_p50_ms": percentile_ms(&mut samples.pid, 0.5),
         "pid_p99_ms": percentile_ms(&mut samples.pid, 0.99),
         "busy_cpu": busy_cpu,
+        "harness_busy_cpu": harness_cpu,
         "rss_mib": rss,
         "rss_peak_mib": rss_peak,
     });
