@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use sesco_proto::event::Event;
 use sesco_proto::message::{
-    AdminRequest, Hello, Identity, Reply, Request, Role, SessionFilter, WorldProblem,
+    AdminRequest, Hello, Identity, MAX_PAGE, NodePage, NodeQuery, Reply, Request, Role,
+    SessionFilter, SessionPage, SessionQuery, WorldProblem,
 };
 use sesco_proto::node::NodeView;
 use sesco_proto::peer::{self, HandshakeError, Incoming, Peer};
@@ -78,6 +79,27 @@ pub struct Client {
     incoming: Option<mpsc::Receiver<Incoming>>,
     identity: Identity,
     addr: String,
+}
+
+/// Reads pages from `offset` on until every match, or `max` of them, is read. `fetch`
+/// gets an offset and a page size and answers with a page and the number of matches.
+async fn read_pages<T, F, Fut>(mut offset: u64, max: Option<u64>, fetch: F) -> Result<(Vec<T>, u64)>
+where
+    F: Fn(u64, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, u64)>>,
+{
+    let mut found = Vec::new();
+    loop {
+        let left = max.map(|m| m.saturating_sub(found.len() as u64));
+        let limit = left.map_or(MAX_PAGE, |l| l.clamp(1, MAX_PAGE as u64) as u32);
+        let (page, total) = fetch(offset, limit).await?;
+        let got = page.len() as u64;
+        found.extend(page);
+        offset += got;
+        if got == 0 || offset >= total || left.is_some_and(|l| got >= l) {
+            return Ok((found, total));
+        }
+    }
 }
 
 fn unexpected(reply: Reply) -> ClientError {
@@ -163,6 +185,64 @@ impl Client {
             Reply::Sessions(sessions) => Ok(sessions),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// One page of the sessions matching `query`, filtered, sorted and paged by Sesco.
+    pub async fn query_sessions(&self, query: SessionQuery) -> Result<SessionPage> {
+        match self.call(Request::QuerySessions(query)).await? {
+            Reply::SessionPage(page) => Ok(page),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The sessions matching `query` from its offset on, at most `max` of them, read a
+    /// page at a time; and how many match in all.
+    pub async fn query_sessions_all(
+        &self,
+        query: SessionQuery,
+        max: Option<u64>,
+    ) -> Result<(Vec<SessionView>, u64)> {
+        read_pages(query.offset, max, |offset, limit| {
+            let page = SessionQuery {
+                offset,
+                limit,
+                ..query.clone()
+            };
+            async move {
+                let page = self.query_sessions(page).await?;
+                Ok((page.sessions, page.total))
+            }
+        })
+        .await
+    }
+
+    /// One page of the nodes matching `query`.
+    pub async fn query_nodes(&self, query: NodeQuery) -> Result<NodePage> {
+        match self.call(Request::QueryNodes(query)).await? {
+            Reply::NodePage(page) => Ok(page),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The nodes matching `query` from its offset on, at most `max`, a page at a time;
+    /// and how many match in all.
+    pub async fn query_nodes_all(
+        &self,
+        query: NodeQuery,
+        max: Option<u64>,
+    ) -> Result<(Vec<NodeView>, u64)> {
+        read_pages(query.offset, max, |offset, limit| {
+            let page = NodeQuery {
+                offset,
+                limit,
+                ..query.clone()
+            };
+            async move {
+                let page = self.query_nodes(page).await?;
+                Ok((page.nodes, page.total))
+            }
+        })
+        .await
     }
 
     pub async fn show_session(&self, id: SessionId) -> Result<SessionView> {

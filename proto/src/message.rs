@@ -8,10 +8,10 @@ use crate::control::{QosReport, SetPointAck, SetPointChange};
 use crate::error::ErrorReply;
 use crate::event::Event;
 use crate::node::{
-    NodeAccepted, NodeHeartbeat, NodeRegistration, NodeView, ProcessExit, ProcessLaunch,
+    NodeAccepted, NodeHeartbeat, NodeRegistration, NodeState, NodeView, ProcessExit, ProcessLaunch,
     ProcessStarted, ReservationChange, SessionStop, SessionStopped,
 };
-use crate::session::{AdmissionOutcome, SessionId, SessionRequest, SessionView};
+use crate::session::{AdmissionOutcome, SessionId, SessionRequest, SessionState, SessionView};
 use crate::world::{ApplicationDef, GroupDef, NodeDef, UserDef, WorldError};
 
 /// A request id, chosen by the sender and echoed in the reply.
@@ -119,6 +119,136 @@ pub enum SessionFilter {
     All,
 }
 
+/// Most sessions or nodes one page of a query holds: a page always fits in a frame.
+pub const MAX_PAGE: u32 = 1000;
+
+/// What a session list is sorted by. Ties are broken by id, so pages never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionSort {
+    #[default]
+    Id,
+    User,
+    Application,
+    State,
+    /// The node of the session's first process.
+    Node,
+    Created,
+    Utility,
+    Weight,
+}
+
+/// Which sessions a [`Request::QuerySessions`] wants, in which order, and which page of
+/// them. Filters that are set must all match; Sesco filters, sorts and pages, so a list
+/// of any length is read a page at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionQuery {
+    /// Live sessions, or ended ones too (the most recent [`MAX_HISTORY`] of those).
+    pub scope: SessionFilter,
+    /// Sessions of this user (a user who is not an admin may name only themself).
+    pub user: Option<String>,
+    /// Sessions in any of these states (empty: any state).
+    pub states: Vec<SessionState>,
+    /// Sessions with a process on this node.
+    pub node: Option<String>,
+    pub application: Option<String>,
+    pub sort: SessionSort,
+    /// Descending instead of ascending.
+    pub reverse: bool,
+    /// How many matching sessions to skip.
+    pub offset: u64,
+    /// How many to return, 1 to [`MAX_PAGE`].
+    pub limit: u32,
+}
+
+/// Ended sessions a query with [`SessionFilter::All`] looks at: the most recent ones.
+pub const MAX_HISTORY: u32 = 10_000;
+
+impl Default for SessionQuery {
+    fn default() -> Self {
+        Self {
+            scope: SessionFilter::Live,
+            user: None,
+            states: Vec::new(),
+            node: None,
+            application: None,
+            sort: SessionSort::Id,
+            reverse: false,
+            offset: 0,
+            limit: MAX_PAGE,
+        }
+    }
+}
+
+/// One page of a session query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionView>,
+    /// How many sessions match, over every page.
+    pub total: u64,
+    /// The query's offset: this page starts at the `offset`-th match.
+    pub offset: u64,
+}
+
+/// What a node list is sorted by. Ties are broken by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeSort {
+    #[default]
+    Name,
+    State,
+    /// CPUs not reserved.
+    CpuFree,
+    /// Memory not reserved.
+    MemoryFree,
+    /// Sessions with a process on the node.
+    Sessions,
+    LastHeartbeat,
+}
+
+/// Which nodes a [`Request::QueryNodes`] wants, in which order, and which page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeQuery {
+    /// Nodes in any of these states (empty: any state).
+    pub states: Vec<NodeState>,
+    /// The node of this name.
+    pub node: Option<String>,
+    /// Nodes carrying this label.
+    pub label: Option<String>,
+    /// Nodes running a session of this user (a user who is not an admin may name only
+    /// themself).
+    pub user: Option<String>,
+    /// Nodes running a session of this application.
+    pub application: Option<String>,
+    pub sort: NodeSort,
+    pub reverse: bool,
+    pub offset: u64,
+    /// 1 to [`MAX_PAGE`].
+    pub limit: u32,
+}
+
+impl Default for NodeQuery {
+    fn default() -> Self {
+        Self {
+            states: Vec::new(),
+            node: None,
+            label: None,
+            user: None,
+            application: None,
+            sort: NodeSort::Name,
+            reverse: false,
+            offset: 0,
+            limit: MAX_PAGE,
+        }
+    }
+}
+
+/// One page of a node query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodePage {
+    pub nodes: Vec<NodeView>,
+    pub total: u64,
+    pub offset: u64,
+}
+
 /// What an admin may change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AdminRequest {
@@ -190,6 +320,12 @@ pub enum Request {
 
     // Sesco → app
     ApplySetPoint(SetPointChange),
+
+    // client → Sesco, added after the rest: earlier variants keep their encoding.
+    /// Sessions filtered, sorted and paged by Sesco; answered with [`Reply::SessionPage`].
+    QuerySessions(SessionQuery),
+    /// Nodes filtered, sorted and paged by Sesco; answered with [`Reply::NodePage`].
+    QueryNodes(NodeQuery),
 }
 
 impl Request {
@@ -215,6 +351,8 @@ impl Request {
             Self::StopSession(_) => "StopSession",
             Self::ReportQos(_) => "ReportQos",
             Self::ApplySetPoint(_) => "ApplySetPoint",
+            Self::QuerySessions(_) => "QuerySessions",
+            Self::QueryNodes(_) => "QueryNodes",
         }
     }
 }
@@ -238,6 +376,9 @@ pub enum Reply {
     ProcessStarted(ProcessStarted),
     SessionStopped(SessionStopped),
     SetPointAck(SetPointAck),
+    // Added after the rest: earlier variants keep their encoding.
+    SessionPage(SessionPage),
+    NodePage(NodePage),
 }
 
 /// One problem with a world change, located in its file when it came from one.

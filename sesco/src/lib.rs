@@ -12,6 +12,7 @@ pub mod events;
 pub mod execute;
 pub mod lifecycle;
 pub mod limits;
+pub mod listing;
 pub mod nodes;
 pub mod qram_cmd;
 pub mod server;

@@ -204,6 +204,9 @@ async fn client_request(
                 records.iter().map(|r| coordinator.view(r)).collect(),
             ))
         }
+        Request::QuerySessions(query) => coordinator
+            .query_sessions(principal, &query)
+            .map(Reply::SessionPage),
         Request::ShowSession(id) => {
             let record = coordinator.visible_session(principal, id)?;
             Ok(Reply::Session(coordinator.view(&record)))
@@ -250,7 +253,12 @@ async fn client_request(
                 .collect();
             Ok(Reply::Users(users))
         }
-        Request::ListNodes => Ok(Reply::Nodes(coordinator.node_views())),
+        Request::ListNodes => Ok(Reply::Nodes(crate::listing::all_node_views(
+            &coordinator.state(),
+        ))),
+        Request::QueryNodes(query) => coordinator
+            .query_nodes(principal, &query)
+            .map(Reply::NodePage),
         Request::Admin(request) => coordinator.admin(principal, request).await,
         other => Err(forbidden(&other, "client")),
     }

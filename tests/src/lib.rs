@@ -5,6 +5,8 @@
 //! Tests that use it need root (Lrmd creates cgroups and starts processes as other
 //! users); [`require_root`] fails them with a clear message otherwise.
 
+pub mod hollow;
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

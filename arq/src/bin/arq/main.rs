@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use arq::client::{Client, ClientError};
-use arq::proto::message::SessionFilter;
-use arq::proto::session::{AdmissionOutcome, SessionId, SessionRequest};
+use arq::proto::message::{NodeQuery, NodeSort, SessionFilter, SessionQuery, SessionSort};
+use arq::proto::node::NodeState;
+use arq::proto::session::{AdmissionOutcome, SessionId, SessionRequest, SessionState};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::render::Output;
@@ -33,8 +34,8 @@ struct Cli {
         default_value = "127.0.0.1:7207"
     )]
     server: String,
-    /// User to sign in as.
-    #[arg(long, global = true, env = "SESCO_USER")]
+    /// User to sign in as (before the command: after `ls` or `nodes`, --user filters).
+    #[arg(long, env = "SESCO_USER")]
     user: Option<String>,
     /// File holding the password (first line).
     #[arg(long, global = true, env = "SESCO_PASSWORD_FILE")]
@@ -80,11 +81,26 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
-    /// List sessions (yours; all of them for admins).
+    /// List sessions (yours; all of them for admins), filtered, sorted and paged by Sesco.
     Ls {
-        /// Include ended sessions.
+        /// Include ended sessions (the most recent 10,000 of them).
         #[arg(long)]
         all: bool,
+        /// Only this user's sessions (admins; others may name only themselves).
+        #[arg(long = "user", value_name = "USER")]
+        owner: Option<String>,
+        /// Only sessions in these states (repeat, or comma-separate). Naming an ended
+        /// state implies --all.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<SessionStateArg>,
+        /// Only sessions with a process on this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only sessions of this application.
+        #[arg(long)]
+        application: Option<String>,
+        #[command(flatten)]
+        page: PageArgs<SessionSortArg>,
     },
     /// Show one session: state, node, pids, set-point, utility, reservation.
     Show { id: u64 },
@@ -111,11 +127,136 @@ enum Command {
     },
     /// List applications, their variants and QoS dimensions.
     Apps,
-    /// List nodes with their hardware and load.
-    Nodes,
+    /// List nodes with their hardware and load, filtered, sorted and paged by Sesco.
+    Nodes {
+        /// Only nodes in these states (repeat, or comma-separate).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<NodeStateArg>,
+        /// Only the node of this name.
+        #[arg(long)]
+        node: Option<String>,
+        /// Only nodes carrying this label.
+        #[arg(long)]
+        label: Option<String>,
+        /// Only nodes running a session of this user.
+        #[arg(long = "user", value_name = "USER")]
+        owner: Option<String>,
+        /// Only nodes running a session of this application.
+        #[arg(long)]
+        application: Option<String>,
+        #[command(flatten)]
+        page: PageArgs<NodeSortArg>,
+    },
     /// Manage the world (admins).
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+/// Order and size of a list.
+#[derive(clap::Args)]
+struct PageArgs<S: ValueEnum + Clone + Send + Sync + 'static> {
+    /// Sort by this field (ties by id or name).
+    #[arg(long, value_enum)]
+    sort: Option<S>,
+    /// Largest first.
+    #[arg(long)]
+    reverse: bool,
+    /// At most this many (default: every match, read a page at a time).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Skip this many matches first.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SessionStateArg {
+    Starting,
+    Running,
+    Restarting,
+    Finished,
+    Failed,
+    Terminated,
+}
+
+impl From<SessionStateArg> for SessionState {
+    fn from(state: SessionStateArg) -> Self {
+        match state {
+            SessionStateArg::Starting => Self::Starting,
+            SessionStateArg::Running => Self::Running,
+            SessionStateArg::Restarting => Self::Restarting,
+            SessionStateArg::Finished => Self::Finished,
+            SessionStateArg::Failed => Self::Failed,
+            SessionStateArg::Terminated => Self::Terminated,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SessionSortArg {
+    Id,
+    User,
+    Application,
+    State,
+    Node,
+    Created,
+    Utility,
+    Weight,
+}
+
+impl From<SessionSortArg> for SessionSort {
+    fn from(sort: SessionSortArg) -> Self {
+        match sort {
+            SessionSortArg::Id => Self::Id,
+            SessionSortArg::User => Self::User,
+            SessionSortArg::Application => Self::Application,
+            SessionSortArg::State => Self::State,
+            SessionSortArg::Node => Self::Node,
+            SessionSortArg::Created => Self::Created,
+            SessionSortArg::Utility => Self::Utility,
+            SessionSortArg::Weight => Self::Weight,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NodeStateArg {
+    Up,
+    Unknown,
+    Lost,
+}
+
+impl From<NodeStateArg> for NodeState {
+    fn from(state: NodeStateArg) -> Self {
+        match state {
+            NodeStateArg::Up => Self::Up,
+            NodeStateArg::Unknown => Self::Unknown,
+            NodeStateArg::Lost => Self::Lost,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NodeSortArg {
+    Name,
+    State,
+    CpuFree,
+    MemoryFree,
+    Sessions,
+    LastHeartbeat,
+}
+
+impl From<NodeSortArg> for NodeSort {
+    fn from(sort: NodeSortArg) -> Self {
+        match sort {
+            NodeSortArg::Name => Self::Name,
+            NodeSortArg::State => Self::State,
+            NodeSortArg::CpuFree => Self::CpuFree,
+            NodeSortArg::MemoryFree => Self::MemoryFree,
+            NodeSortArg::Sessions => Self::Sessions,
+            NodeSortArg::LastHeartbeat => Self::LastHeartbeat,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -219,13 +360,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
-        Command::Ls { all } => {
-            let filter = if all {
-                SessionFilter::All
-            } else {
-                SessionFilter::Live
+        Command::Ls {
+            all,
+            owner,
+            state,
+            node,
+            application,
+            page,
+        } => {
+            let states: Vec<SessionState> = state.into_iter().map(Into::into).collect();
+            let ended = states.iter().any(|s| !s.is_live());
+            let query = SessionQuery {
+                scope: if all || ended {
+                    SessionFilter::All
+                } else {
+                    SessionFilter::Live
+                },
+                user: owner,
+                states,
+                node,
+                application,
+                sort: page.sort.map(Into::into).unwrap_or_default(),
+                reverse: page.reverse,
+                offset: page.offset,
+                ..SessionQuery::default()
             };
-            out.sessions(&client.list_sessions(filter).await?)?;
+            let (sessions, total) = client.query_sessions_all(query, page.limit).await?;
+            out.sessions(&sessions)?;
+            out.shown(sessions.len(), page.offset, total, "sessions")?;
         }
         Command::Show { id } => out.session(&client.show_session(SessionId(id)).await?)?,
         Command::Terminate { id } => {
@@ -247,7 +409,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events { since, limit } => out.events(&client.list_events(since, limit).await?)?,
         Command::Apps => out.applications(&client.list_applications().await?)?,
-        Command::Nodes => out.nodes(&client.list_nodes().await?)?,
+        Command::Nodes {
+            state,
+            node,
+            label,
+            owner,
+            application,
+            page,
+        } => {
+            let query = NodeQuery {
+                states: state.into_iter().map(Into::into).collect(),
+                node,
+                label,
+                user: owner,
+                application,
+                sort: page.sort.map(Into::into).unwrap_or_default(),
+                reverse: page.reverse,
+                offset: page.offset,
+                ..NodeQuery::default()
+            };
+            let (nodes, total) = client.query_nodes_all(query, page.limit).await?;
+            out.nodes(&nodes)?;
+            out.shown(nodes.len(), page.offset, total, "nodes")?;
+        }
         Command::Admin(command) => admin(&client, &out, command).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -204,6 +204,17 @@ impl Output {
         Ok(())
     }
 
+    /// In text, says when a list shows only part of what matched (JSON stays the list).
+    pub fn shown(&self, shown: usize, offset: u64, total: u64, what: &str) -> anyhow::Result<()> {
+        if self.json || (offset == 0 && shown as u64 >= total) {
+            return Ok(());
+        }
+        self.print(&format!(
+            "({shown} of {total} {what} shown, from #{}; see --offset and --limit)",
+            offset + 1
+        ))
+    }
+
     pub fn session(&self, s: &SessionView) -> anyhow::Result<()> {
         if self.json {
             return self.print_json(s);
