@@ -27,6 +27,9 @@ pub struct Model {
     pub usage: UsageHistory,
     /// Whether the first full load arrived.
     pub loaded: bool,
+    /// Grows with every change of the sessions or nodes, so that views can keep what they
+    /// derived from them (a table's sorted rows) until it changes.
+    pub revision: u64,
 }
 
 impl Model {
@@ -40,6 +43,7 @@ impl Model {
                 self.nodes = nodes.clone();
                 self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
                 self.usage.record_nodes(nodes, now_ms());
+                self.revision += 1;
             }
             Update::Sessions { sessions, complete } => {
                 if *complete {
@@ -50,7 +54,10 @@ impl Model {
                         self.sessions.insert(s.id, s.clone());
                     }
                 }
-                self.usage.record_sessions(sessions, now_ms());
+                let now = now_ms();
+                self.usage.record_sessions(sessions, now);
+                self.usage.record_utility(self.total_utility(), now);
+                self.revision += 1;
             }
             Update::Events(events) => {
                 for event in events {
@@ -64,6 +71,22 @@ impl Model {
             }
             _ => {}
         }
+    }
+
+    /// The sum of the live sessions' utility (unweighted, as each session reports it).
+    pub fn total_utility(&self) -> f64 {
+        self.sessions
+            .values()
+            .filter(|s| s.state.is_live())
+            .map(|s| s.utility)
+            .sum()
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeView> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 
     pub fn application(&self, name: &str) -> Option<&ApplicationDef> {

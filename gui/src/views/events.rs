@@ -1,12 +1,11 @@
 //! The event log: every step of every visible session's life and of the cluster's.
 
-use arq::proto::event::{Event, EventKind};
-use arq::proto::session::SessionState;
+use arq::proto::event::Event;
 use egui::{RichText, TextEdit, Ui};
 
-use crate::format;
 use crate::model::Model;
-use crate::widgets::{BAD, GOOD, MUTED};
+use crate::views::table;
+use crate::widgets::{self, MUTED};
 
 /// The most rows drawn at once.
 const ROWS: usize = 400;
@@ -31,23 +30,6 @@ fn matches(event: &Event, needle: &str) -> bool {
             .is_some_and(|n| n.to_lowercase().contains(&needle))
 }
 
-/// Failures in red, admissions in green, the rest plain.
-fn tone(kind: &EventKind, ui: &Ui) -> egui::Color32 {
-    match kind {
-        EventKind::SessionRejected { .. }
-        | EventKind::ProcessStartFailed { .. }
-        | EventKind::CrashLoop { .. }
-        | EventKind::NodeLost { .. }
-        | EventKind::SetPointUnacknowledged { .. }
-        | EventKind::SessionEnded {
-            state: SessionState::Failed,
-            ..
-        } => BAD,
-        EventKind::SessionAdmitted { .. } | EventKind::NodeUp { .. } => GOOD,
-        _ => ui.visuals().text_color(),
-    }
-}
-
 impl EventsView {
     pub fn ui(&mut self, ui: &mut Ui, model: &Model) {
         ui.add_space(6.0);
@@ -57,10 +39,12 @@ impl EventsView {
             let label = ui.label("Filter");
             ui.add(
                 TextEdit::singleline(&mut self.filter)
+                    .id(table::search_id("events"))
                     .hint_text("text, node, or session number")
                     .desired_width(260.0),
             )
-            .labelled_by(label.id);
+            .labelled_by(label.id)
+            .on_hover_text("Ctrl+F");
             if !self.filter.is_empty() && ui.button("Clear filter").clicked() {
                 self.filter.clear();
             }
@@ -81,28 +65,34 @@ impl EventsView {
             .color(MUTED),
         );
         ui.add_space(4.0);
-        egui::ScrollArea::both()
+        ui.horizontal(|ui| {
+            for (title, width) in [
+                ("Time (UTC)", 64.0),
+                ("#", 52.0),
+                ("Session", 60.0),
+                ("Node", 90.0),
+            ] {
+                ui.add_sized(
+                    [width, ui.text_style_height(&egui::TextStyle::Body)],
+                    egui::Label::new(RichText::new(title).strong()),
+                );
+            }
+            ui.label(RichText::new("What happened").strong());
+        });
+        egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                egui::Grid::new("events")
-                    .striped(true)
-                    .num_columns(5)
-                    .spacing([14.0, 3.0])
-                    .show(ui, |ui| {
-                        for title in ["#", "Time (UTC)", "Session", "Node", "What happened"] {
-                            ui.label(RichText::new(title).strong());
-                        }
-                        ui.end_row();
-                        for e in shown {
-                            ui.label(RichText::new(e.seq.to_string()).color(MUTED));
-                            ui.label(format::clock(e.time_ms))
-                                .on_hover_text(format::date_time(e.time_ms));
-                            ui.label(e.session.map_or(String::new(), |s| s.to_string()));
-                            ui.label(e.node.clone().unwrap_or_default());
-                            ui.label(RichText::new(e.kind.to_string()).color(tone(&e.kind, ui)));
-                            ui.end_row();
-                        }
-                    });
+                for e in shown {
+                    widgets::event_line(
+                        ui,
+                        e,
+                        &[
+                            (e.seq.to_string(), 52.0),
+                            (e.session.map_or(String::new(), |s| s.to_string()), 60.0),
+                            (e.node.clone().unwrap_or_default(), 90.0),
+                        ],
+                    );
+                }
             });
     }
 }
