@@ -26,18 +26,21 @@ use sesco_gui::views::table::Field;
 
 const NODES: usize = 5_000;
 const SESSIONS: usize = 50_000;
+/// Ten sessions a node, at both sizes.
+const PER_NODE: usize = SESSIONS / NODES;
 const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
-fn cluster() -> Model {
-    let nodes = (0..NODES)
+fn cluster(nodes: usize) -> Model {
+    let sessions = nodes * PER_NODE;
+    let nodes = (0..nodes)
         .map(|i| {
             let state = if i % 97 == 0 {
                 NodeState::Lost
             } else {
                 NodeState::Up
             };
-            let sessions: Vec<u64> = (0..SESSIONS / NODES)
-                .map(|k| (i * (SESSIONS / NODES) + k + 1) as u64)
+            let sessions: Vec<u64> = (0..PER_NODE)
+                .map(|k| (i * PER_NODE + k + 1) as u64)
                 .collect();
             let reserved = 0.1 * sessions.len() as f64;
             node(
@@ -50,14 +53,14 @@ fn cluster() -> Model {
             )
         })
         .collect();
-    let sessions = (1..=SESSIONS as u64)
+    let sessions = (1..=sessions as u64)
         .map(|id| {
             let state = match id % 50 {
                 0 => SessionState::Failed,
                 1 => SessionState::Starting,
                 _ => SessionState::Running,
             };
-            let node = (id as usize - 1) / (SESSIONS / NODES);
+            let node = (id as usize - 1) / PER_NODE;
             session(
                 id,
                 USERS[id as usize % USERS.len()],
@@ -80,7 +83,7 @@ struct Page<V> {
 }
 
 /// Frames of one page: `(mean egui pass, mean pass + wgpu render)`.
-fn frame_times<V>(harness: &mut Harness<'_, Page<V>>, frames: u32) -> (Duration, Duration) {
+fn frame_times<S>(harness: &mut Harness<'_, S>, frames: u32) -> (Duration, Duration) {
     // The first frame sorts and filters; the ones measured redraw as the window does
     // every second (usage moves the "… ago" columns and the charts).
     harness.step();
@@ -102,7 +105,7 @@ fn frame_times<V>(harness: &mut Harness<'_, Page<V>>, frames: u32) -> (Duration,
 #[test]
 fn five_thousand_nodes_and_fifty_thousand_sessions_draw_and_stay_correct() {
     let start = Instant::now();
-    let model = cluster();
+    let model = cluster(NODES);
     println!(
         "model of {NODES} nodes and {SESSIONS} sessions built in {:?}",
         start.elapsed()
@@ -192,4 +195,62 @@ fn five_thousand_nodes_and_fifty_thousand_sessions_draw_and_stay_correct() {
     assert!(overview.query_by_label("80000.00 CPUs").is_some());
     let (pass, rendered) = frame_times(&mut overview, 10);
     println!("overview: {pass:?} per egui pass, {rendered:?} with the wgpu render");
+}
+
+/// The three pages' frame times for a cluster of `nodes` nodes (ten sessions each).
+fn page_times(nodes: usize, frames: u32) -> [(Duration, Duration); 3] {
+    let size = [1280.0, 800.0];
+    let mut model = cluster(nodes);
+    let mut times = [(Duration::ZERO, Duration::ZERO); 3];
+    let mut harness = Harness::builder().with_size(size).wgpu().build_ui_state(
+        |ui, p: &mut Page<SessionsView>| p.view.ui(ui, &p.model, "admin", true, &mut p.actions),
+        Page {
+            view: SessionsView::default(),
+            model,
+            actions: Vec::new(),
+        },
+    );
+    times[0] = frame_times(&mut harness, frames);
+    model = std::mem::take(&mut harness.state_mut().model);
+    drop(harness);
+    let mut harness = Harness::builder().with_size(size).wgpu().build_ui_state(
+        |ui, p: &mut Page<NodesView>| p.view.ui(ui, &p.model, &mut p.actions),
+        Page {
+            view: NodesView::default(),
+            model,
+            actions: Vec::new(),
+        },
+    );
+    times[1] = frame_times(&mut harness, frames);
+    model = std::mem::take(&mut harness.state_mut().model);
+    drop(harness);
+    let mut harness = Harness::builder().with_size(size).wgpu().build_ui_state(
+        |ui, p: &mut Page<OverviewView>| p.view.ui(ui, &p.model, &mut p.actions),
+        Page {
+            view: OverviewView,
+            model,
+            actions: Vec::new(),
+        },
+    );
+    times[2] = frame_times(&mut harness, frames);
+    times
+}
+
+/// A frame's cost at 5,000 nodes and 50,000 sessions against 50 nodes and 500 sessions,
+/// in one run: the ratio says whether the cost grows with the cluster.
+#[test]
+fn a_frame_costs_about_the_same_at_fifty_nodes_and_at_five_thousand() {
+    let small = page_times(50, 20);
+    let large = page_times(NODES, 20);
+    println!("frame times, 1280x800 (egui pass | pass + wgpu render on the software adapter):");
+    for (i, page) in ["sessions", "nodes", "overview"].into_iter().enumerate() {
+        println!(
+            "  {page:9} 50 nodes/500 sessions: {:>9.2?} | {:>9.2?};  5,000/50,000: {:>9.2?} | {:>9.2?};  pass ratio {:.2}",
+            small[i].0,
+            small[i].1,
+            large[i].0,
+            large[i].1,
+            large[i].0.as_secs_f64() / small[i].0.as_secs_f64()
+        );
+    }
 }

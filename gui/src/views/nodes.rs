@@ -8,7 +8,7 @@ use egui::{RichText, Ui};
 use crate::app::Action;
 use crate::charts;
 use crate::format;
-use crate::model::Model;
+use crate::model::{Model, NODE_STATES};
 use crate::views::table::{self, Field, Filter, Sort};
 use crate::widgets::{self, BAD, GOOD, MUTED, WARN};
 
@@ -206,26 +206,11 @@ impl NodesView {
             return;
         }
         ui.horizontal_wrapped(|ui| {
-            let mut states = [
-                (NodeState::Up, 0usize),
-                (NodeState::Unknown, 0),
-                (NodeState::Lost, 0),
-            ];
-            let mut labels: std::collections::BTreeMap<&str, usize> = Default::default();
-            for node in &model.nodes {
-                for (state, count) in &mut states {
-                    if node.state == *state {
-                        *count += 1;
-                    }
-                }
-                for label in &node.labels {
-                    *labels.entry(label).or_default() += 1;
-                }
-            }
-            let names: Vec<(String, usize)> = states
+            let names: Vec<(String, usize)> = NODE_STATES
                 .iter()
+                .zip(model.summary.nodes_by_state)
                 .filter(|(_, count)| *count > 0)
-                .map(|(state, count)| (state.to_string(), *count))
+                .map(|(state, count)| (state.to_string(), count))
                 .collect();
             table::toggle_chips(
                 ui,
@@ -233,13 +218,16 @@ impl NodesView {
                 Field::State,
                 names.iter().map(|(n, c)| (n.as_str(), *c)),
             );
-            if !labels.is_empty() {
+            if !model.summary.labels.is_empty() {
                 ui.separator();
                 // The most common labels; any other is one search away.
-                let mut common: Vec<(&str, usize)> = labels.into_iter().collect();
-                common.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                common.truncate(12);
-                table::toggle_chips(ui, &mut self.filter, Field::Label, common);
+                let common = model.summary.labels.iter().take(12);
+                table::toggle_chips(
+                    ui,
+                    &mut self.filter,
+                    Field::Label,
+                    common.map(|(l, n)| (l.as_str(), *n)),
+                );
             }
             ui.separator();
             table::active_chips(ui, &mut self.filter);

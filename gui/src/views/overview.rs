@@ -4,15 +4,15 @@
 
 use arq::proto::control::SetPointDirection;
 use arq::proto::event::{Event, EventKind};
-use arq::proto::node::{NodeState, NodeView};
-use arq::proto::session::SessionState;
+use arq::proto::node::NodeState;
 use egui::{RichText, Ui};
 use egui_plot::{Line, PlotPoints};
 
 use crate::app::Action;
 use crate::charts;
 use crate::format;
-use crate::model::Model;
+pub use crate::model::{KindTotal, cluster_totals};
+use crate::model::{Model, SESSION_STATES};
 use crate::views::nodes::{amount, state_color};
 use crate::views::table::thousands;
 use crate::widgets::{self, BAD, MUTED};
@@ -21,56 +21,6 @@ use crate::widgets::{self, BAD, MUTED};
 const LOST_LISTED: usize = 40;
 /// How many rejections and degradations are listed.
 const RECENT: usize = 8;
-
-/// One resource kind summed over the cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KindTotal {
-    /// `cpu`, `memory`: the part after the node's name.
-    pub kind: String,
-    pub unit: String,
-    pub capacity: f64,
-    pub reserved: f64,
-    /// Summed over the nodes that report use.
-    pub used: f64,
-    /// How many nodes report use of it.
-    pub reporting: usize,
-    /// How many nodes have it.
-    pub nodes: usize,
-}
-
-/// Every node's loads summed per resource kind, kinds in the order they first appear.
-pub fn cluster_totals(nodes: &[NodeView]) -> Vec<KindTotal> {
-    let mut totals: Vec<KindTotal> = Vec::new();
-    for node in nodes {
-        for load in &node.resources {
-            let kind = load.resource.rsplit('/').next().unwrap_or(&load.resource);
-            let i = match totals.iter().position(|t| t.kind == kind) {
-                Some(i) => i,
-                None => {
-                    totals.push(KindTotal {
-                        kind: kind.to_string(),
-                        unit: load.unit.clone(),
-                        capacity: 0.0,
-                        reserved: 0.0,
-                        used: 0.0,
-                        reporting: 0,
-                        nodes: 0,
-                    });
-                    totals.len() - 1
-                }
-            };
-            let total = &mut totals[i];
-            total.capacity += load.capacity;
-            total.reserved += load.reserved;
-            total.nodes += 1;
-            if let Some(used) = load.used {
-                total.used += used;
-                total.reporting += 1;
-            }
-        }
-    }
-    totals
-}
 
 /// A set-point lowered by Q-RAM: a session degraded to make room or to follow a change.
 pub fn is_degradation(event: &Event) -> bool {
@@ -115,7 +65,7 @@ impl OverviewView {
 
 fn resources(ui: &mut Ui, model: &Model) {
     widgets::section(ui, "Resources");
-    let totals = cluster_totals(&model.nodes);
+    let totals = &model.summary.resources;
     if totals.is_empty() {
         ui.label(RichText::new("No node reports any resource.").color(MUTED));
         return;
@@ -128,7 +78,7 @@ fn resources(ui: &mut Ui, model: &Model) {
                 ui.label(RichText::new(title).strong());
             }
             ui.end_row();
-            for t in &totals {
+            for t in totals {
                 ui.label(&t.kind);
                 ui.label(amount(t.capacity, &t.unit))
                     .on_hover_text(format!("summed over {} nodes", thousands(t.nodes)));
@@ -165,13 +115,7 @@ fn resources(ui: &mut Ui, model: &Model) {
 
 fn utility(ui: &mut Ui, model: &Model, now: u64) {
     widgets::section(ui, "Total utility");
-    let total = model.total_utility();
-    let weighted: f64 = model
-        .sessions
-        .values()
-        .filter(|s| s.state.is_live())
-        .map(|s| s.utility * s.weight)
-        .sum();
+    let (total, weighted) = (model.summary.utility, model.summary.weighted_utility);
     let samples: Vec<&(u64, f64)> = model.usage.utility_samples().collect();
     ui.horizontal(|ui| {
         ui.label(RichText::new(format!("{total:.2}")).size(20.0).strong())
@@ -202,22 +146,8 @@ fn utility(ui: &mut Ui, model: &Model, now: u64) {
 
 fn sessions_by_state(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
     widgets::section(ui, "Sessions by state");
-    let states = [
-        SessionState::Running,
-        SessionState::Starting,
-        SessionState::Restarting,
-        SessionState::Failed,
-        SessionState::Finished,
-        SessionState::Terminated,
-    ];
-    let mut counts = [0usize; 6];
-    for s in model.sessions.values() {
-        if let Some(i) = states.iter().position(|st| *st == s.state) {
-            counts[i] += 1;
-        }
-    }
     ui.horizontal_wrapped(|ui| {
-        for (state, count) in states.iter().zip(counts) {
+        for (state, count) in SESSION_STATES.iter().zip(model.summary.sessions_by_state) {
             let text = RichText::new(format!("{} {state}", thousands(count)))
                 .color(widgets::state_color(*state));
             if ui
@@ -233,7 +163,7 @@ fn sessions_by_state(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
 
 fn nodes(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {
     widgets::section(ui, "Nodes");
-    let count = |state| model.nodes.iter().filter(|n| n.state == state).count();
+    let count = |state| model.summary.nodes_in(state);
     let (up, lost, unknown) = (
         count(NodeState::Up),
         count(NodeState::Lost),

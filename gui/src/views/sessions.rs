@@ -10,7 +10,7 @@ use crate::app::{Action, Confirm};
 use crate::charts;
 use crate::connection::{Command, Outcome};
 use crate::format;
-use crate::model::Model;
+use crate::model::{Model, SESSION_STATES};
 use crate::views::table::{self, Field, Filter, Sort};
 use crate::widgets::{self, BAD, MUTED};
 
@@ -247,8 +247,12 @@ impl SessionsView {
         let now = format::now_ms();
         self.refresh(model, me, admin);
         // The selection follows the filter: a session filtered out is not shown in detail.
-        if self.selected.is_none_or(|id| !self.shown.contains(&id)) {
+        let mut index = self
+            .selected
+            .and_then(|id| self.shown.iter().position(|s| *s == id));
+        if index.is_none() {
             self.selected = self.shown.first().copied();
+            index = self.selected.map(|_| 0);
         }
         ui.add_space(6.0);
         ui.horizontal(|ui| {
@@ -270,23 +274,9 @@ impl SessionsView {
             }
         });
         ui.horizontal_wrapped(|ui| {
-            let mut counts = [0usize; 6];
-            let states = [
-                SessionState::Starting,
-                SessionState::Running,
-                SessionState::Restarting,
-                SessionState::Finished,
-                SessionState::Failed,
-                SessionState::Terminated,
-            ];
-            for s in model.sessions.values() {
-                if let Some(i) = states.iter().position(|st| *st == s.state) {
-                    counts[i] += 1;
-                }
-            }
-            let values = states
+            let values = SESSION_STATES
                 .iter()
-                .zip(counts)
+                .zip(model.summary.sessions_by_state)
                 .filter(|(state, count)| *count > 0 && (self.show_ended || state.is_live()))
                 .map(|(state, count)| (state.as_str(), count));
             table::toggle_chips(ui, &mut self.filter, Field::State, values);
@@ -310,9 +300,6 @@ impl SessionsView {
             );
         }
         let table_height = (ui.available_height() * 0.5).max(140.0);
-        let index = self
-            .selected
-            .and_then(|id| self.shown.iter().position(|s| *s == id));
         let mut scroll_to = self.reveal.then_some(index).flatten();
         self.reveal = false;
         if let Some(i) = table::navigate(ui, index, self.shown.len(), table::rows_in(table_height))
