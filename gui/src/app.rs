@@ -454,9 +454,13 @@ impl SescoApp {
                         .color(MUTED),
                 );
                 if lost > 0 {
-                    let text = RichText::new(format!("{lost} nodes lost"))
-                        .color(BAD)
-                        .strong();
+                    let text = RichText::new(if lost == 1 {
+                        "1 node lost".to_string()
+                    } else {
+                        format!("{lost} nodes lost")
+                    })
+                    .color(BAD)
+                    .strong();
                     if signed.admin {
                         if ui.link(text).on_hover_text("Show the lost nodes").clicked() {
                             actions.push(Action::ShowNodesIn(arq::proto::node::NodeState::Lost));

@@ -49,15 +49,13 @@ impl OverviewView {
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                ui.columns(2, |columns| {
-                    let (left, right) = columns.split_at_mut(1);
-                    let left = &mut left[0];
-                    let right = &mut right[0];
-                    resources(left, model);
-                    utility(left, model, now);
-                    sessions_by_state(right, model, actions);
-                    nodes(right, model, actions);
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| nodes(ui, model, actions));
+                    ui.add_space(40.0);
+                    ui.vertical(|ui| sessions_by_state(ui, model, actions));
                 });
+                resources(ui, model);
+                utility(ui, model, now);
                 recent(ui, model, actions);
             });
     }
@@ -139,9 +137,12 @@ fn utility(ui: &mut Ui, model: &Model, now: u64) {
         .map(|(t, u)| [-(now.saturating_sub(*t) as f64) / 1000.0, *u])
         .collect();
     let top = points.iter().map(|p| p[1]).fold(0.0, f64::max);
-    charts::time_plot("cluster_utility", 120.0, top * 1.2).show(ui, |plot| {
-        plot.line(Line::new("total utility", PlotPoints::new(points)));
-    });
+    let width = ui.available_width().min(720.0);
+    charts::time_plot("cluster_utility", 120.0, top * 1.2)
+        .width(width)
+        .show(ui, |plot| {
+            plot.line(Line::new("total utility", PlotPoints::new(points)));
+        });
 }
 
 fn sessions_by_state(ui: &mut Ui, model: &Model, actions: &mut Vec<Action>) {

@@ -151,7 +151,7 @@ pub fn sort_header<C: Copy + PartialEq>(
     }
 }
 
-/// A striped, resizable, compact table of these columns (widths: initial, least; clipped
+/// A striped, compact table of these columns (widths: initial, least; clipped
 /// when `true`) whose body scrolls within `height` under its sticky header, scrolled to
 /// `scroll_to` when given.
 pub fn builder<'u>(
@@ -165,7 +165,9 @@ pub fn builder<'u>(
     let mut builder = egui_extras::TableBuilder::new(ui)
         .id_salt(id)
         .striped(true)
-        .resizable(true)
+        // Resizable columns draw their handles down to the bottom of the page, across
+        // the details pane below the table.
+        .resizable(false)
         .max_scroll_height(height)
         .auto_shrink([false, true])
         .cell_layout(egui::Layout::left_to_right(egui::Align::Center));
