@@ -197,6 +197,38 @@ fn five_thousand_nodes_and_fifty_thousand_sessions_draw_and_stay_correct() {
     println!("overview: {pass:?} per egui pass, {rendered:?} with the wgpu render");
 }
 
+/// The sessions page's frame in a plain egui context, without kittest: the layout pass
+/// and its tessellation into triangles (what the app's renderer is given), mean of
+/// `frames`.
+fn plain_frame(nodes: usize, frames: u32) -> Duration {
+    let model = cluster(nodes);
+    let mut view = SessionsView::default();
+    let mut actions = Vec::new();
+    let ctx = egui::Context::default();
+    let input = || egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1280.0, 800.0),
+        )),
+        ..Default::default()
+    };
+    let mut frame = || {
+        let mut output = ctx.run_ui(input(), |ui| {
+            egui::CentralPanel::default()
+                .show(ui, |ui| view.ui(ui, &model, "admin", true, &mut actions));
+        });
+        // No renderer takes the font atlas here.
+        output.textures_delta.clear();
+        ctx.tessellate(output.shapes, output.pixels_per_point)
+    };
+    frame();
+    let start = Instant::now();
+    for _ in 0..frames {
+        frame();
+    }
+    start.elapsed() / frames
+}
+
 /// The three pages' frame times for a cluster of `nodes` nodes (ten sessions each).
 fn page_times(nodes: usize, frames: u32) -> [(Duration, Duration); 3] {
     let size = [1280.0, 800.0];
@@ -253,4 +285,9 @@ fn a_frame_costs_about_the_same_at_fifty_nodes_and_at_five_thousand() {
             large[i].0.as_secs_f64() / small[i].0.as_secs_f64()
         );
     }
+    let (small, large) = (plain_frame(50, 30), plain_frame(NODES, 30));
+    println!(
+        "  sessions page in a plain egui context (pass + tessellation): {small:.2?} at 500 sessions, {large:.2?} at 50,000; ratio {:.2}",
+        large.as_secs_f64() / small.as_secs_f64()
+    );
 }
