@@ -448,3 +448,53 @@ fn esc_cancels_a_confirm_dialog_and_enter_confirms_it() {
     click(&mut harness, "Cancel");
     assert_eq!(harness.state().1, Some(false));
 }
+
+#[test]
+fn the_event_log_moves_with_home_end_and_page_keys() {
+    use arq::proto::event::{Event, EventKind};
+    let mut model = Model::default();
+    let events = (1..=300)
+        .map(|seq| Event {
+            seq,
+            time_ms: 1_700_000_000_000 + seq * 1000,
+            session: None,
+            node: Some(format!("node{seq}")),
+            kind: EventKind::NodeUp {
+                cpus: 2,
+                memory_bytes: 1 << 30,
+            },
+        })
+        .collect();
+    model.apply(&sesco_gui::connection::Update::Events(events));
+    let mut harness = page(
+        sesco_gui::views::events::EventsView::default(),
+        model,
+        |ui, p| p.view.ui(ui, &p.model),
+    );
+    let on_screen = |h: &Harness<'_, Page<_>>, label: &str| {
+        let top = h.get_by_label(label).rect().top();
+        (0.0..800.0).contains(&top)
+    };
+    // Newest first.
+    assert!(on_screen(&harness, "node300"));
+    assert!(!on_screen(&harness, "node1"));
+    harness.key_press(egui::Key::End);
+    harness.run();
+    assert!(on_screen(&harness, "node1"), "End shows the oldest event");
+    assert!(!on_screen(&harness, "node300"));
+    harness.key_press(egui::Key::Home);
+    harness.run();
+    assert!(
+        on_screen(&harness, "node300"),
+        "Home shows the newest again"
+    );
+    harness.key_press(egui::Key::PageDown);
+    harness.run();
+    assert!(
+        !on_screen(&harness, "node300"),
+        "a page down scrolls it away"
+    );
+    harness.key_press(egui::Key::PageUp);
+    harness.run();
+    assert!(on_screen(&harness, "node300"));
+}

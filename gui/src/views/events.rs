@@ -13,6 +13,9 @@ const ROWS: usize = 400;
 #[derive(Default)]
 pub struct EventsView {
     filter: String,
+    /// The list's scroll offset, its visible height and its content's height at the last
+    /// frame, for Home / End / PageUp / PageDown.
+    scroll: (f32, f32, f32),
 }
 
 fn matches(event: &Event, needle: &str) -> bool {
@@ -79,20 +82,52 @@ impl EventsView {
             }
             ui.label(RichText::new("What happened").strong());
         });
-        egui::ScrollArea::vertical()
-            .auto_shrink([false, false])
-            .show(ui, |ui| {
-                for e in shown {
-                    widgets::event_line(
-                        ui,
-                        e,
-                        &[
-                            (e.seq.to_string(), 52.0),
-                            (e.session.map_or(String::new(), |s| s.to_string()), 60.0),
-                            (e.node.clone().unwrap_or_default(), 90.0),
-                        ],
-                    );
-                }
-            });
+        let mut area = egui::ScrollArea::vertical().auto_shrink([false, false]);
+        if let Some(offset) = self.scroll_key(ui) {
+            area = area.vertical_scroll_offset(offset);
+        }
+        let output = area.show(ui, |ui| {
+            for e in shown {
+                widgets::event_line(
+                    ui,
+                    e,
+                    &[
+                        (e.seq.to_string(), 52.0),
+                        (e.session.map_or(String::new(), |s| s.to_string()), 60.0),
+                        (e.node.clone().unwrap_or_default(), 90.0),
+                    ],
+                );
+            }
+        });
+        self.scroll = (
+            output.state.clamped_offset().y,
+            output.inner_rect.height(),
+            output.content_size.y,
+        );
+    }
+
+    /// Where Home, End, PageUp or PageDown moves the list, unless a text field has the
+    /// keyboard.
+    fn scroll_key(&self, ui: &Ui) -> Option<f32> {
+        if ui.ctx().text_edit_focused() {
+            return None;
+        }
+        let (offset, height, content) = self.scroll;
+        let last = (content - height).max(0.0);
+        let page = (height - 40.0).max(20.0);
+        ui.input_mut(|i| {
+            let mut pressed = |key| i.consume_key(egui::Modifiers::NONE, key);
+            if pressed(egui::Key::Home) {
+                Some(0.0)
+            } else if pressed(egui::Key::End) {
+                Some(last)
+            } else if pressed(egui::Key::PageDown) {
+                Some((offset + page).min(last))
+            } else if pressed(egui::Key::PageUp) {
+                Some((offset - page).max(0.0))
+            } else {
+                None
+            }
+        })
     }
 }
