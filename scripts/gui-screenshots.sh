@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Screenshots of the desktop app: starts a demo cluster of its own (Sesco and one Lrmd on
-# loopback, temporary directories, the demo world, a few sessions), then the GUI under
-# Xvfb signed in as a user and as the admin on each of their pages; saves every screen
-# to target/screenshots/*.png and fails when one is blank.
+# Screenshots of the desktop app: starts a demo cluster of its own (Sesco and three Lrmds
+# on loopback, temporary directories, the demo world, a dozen sessions, a rejection, and
+# one node stopped so that it is lost), then the GUI under Xvfb signed in as a user and
+# as the admin on each of their pages (the overview and the sessions and nodes tables
+# among them); saves every screen to target/screenshots/*.png and fails when one is blank.
 #
 # Run as root on Debian after building: cargo build --workspace --bins --examples
 #   sudo scripts/gui-screenshots.sh
@@ -32,7 +33,7 @@ rm -f "$OUT"/*.png
 WORK=$(mktemp -d /tmp/sesco-shots-XXXXXX)
 chmod 0755 "$WORK"
 TAG=shots$$
-CGROUP_BASE=sesco-shots/$TAG/node-a
+NODES=(node-a node-b node-c)
 PIDS=()
 
 # A TCP port on loopback that nobody listens on.
@@ -94,21 +95,35 @@ trap cleanup EXIT
 step "A demo cluster on $ADDR"
 mkdir -p "$WORK/apps"
 cp "$BIN/examples/encoder" "$BIN/examples/telemetry" "$WORK/apps/"
-"$BIN/sesco" serve --listen "$ADDR" --data-dir "$DATA" --heartbeat 500ms >"$WORK/sesco.log" 2>&1 &
+"$BIN/sesco" serve --listen "$ADDR" --data-dir "$DATA" --heartbeat 500ms --node-timeout 2s >"$WORK/sesco.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 200); do [ -s "$DATA/cluster.key" ] && [ -s "$DATA/admin-password" ] && break; sleep 0.1; done
 [ -s "$DATA/admin-password" ] || die "Sesco did not start"
-"$BIN/lrmd" --sesco "$ADDR" --node node-a --cluster-key-file "$DATA/cluster.key" \
-  --state-dir "$WORK/lrmd" --cgroup-base "$CGROUP_BASE" --app-path "$WORK/apps" \
-  >"$WORK/lrmd.log" 2>&1 &
-PIDS+=($!)
+for node in "${NODES[@]}"; do
+  "$BIN/lrmd" --sesco "$ADDR" --node "$node" --cluster-key-file "$DATA/cluster.key" \
+    --state-dir "$WORK/lrmd-$node" --cgroup-base "sesco-shots/$TAG/$node" --app-path "$WORK/apps" \
+    >"$WORK/lrmd-$node.log" 2>&1 &
+  PIDS+=($!)
+  eval "LRMD_${node//-/_}=$!"
+done
 for _ in $(seq 100); do as_admin nodes >/dev/null 2>&1 && break; sleep 0.2; done
 as_admin admin apply -f scripts/demo-world.toml
-for _ in $(seq 100); do as_admin --output json nodes | grep -q '"state":"Up"' && break; sleep 0.2; done
-as_admin --output json nodes | grep -q '"state":"Up"' || die "node-a did not come up"
-as_alice request encoder --variant h264 >/dev/null
-as_alice request telemetry --variant batch >/dev/null
-as_bob request encoder --variant vp9 --min frame_rate=24fps >/dev/null
+up_nodes() { as_admin --output json nodes | grep -o '"state":"Up"' | wc -l; }
+for _ in $(seq 100); do [ "$(up_nodes)" -eq 3 ] && break; sleep 0.2; done
+[ "$(up_nodes)" -eq 3 ] || die "the three nodes did not come up"
+for _ in 1 2; do
+  as_alice request encoder --variant h264 >/dev/null
+  as_alice request telemetry --variant batch >/dev/null
+  as_bob request encoder --variant vp9 --min frame_rate=24fps >/dev/null
+  as_bob request telemetry --variant batch >/dev/null
+done
+as_alice request encoder --variant vp9 --min frame_rate=15fps >/dev/null
+# More than any node has: a rejection for the overview and the event log.
+as_bob request encoder --variant vp9 --min frame_rate=30fps --min resolution=1080p >/dev/null 2>&1 || true
+# node-c stops answering: Sesco declares it lost (and moves its sessions).
+kill -9 "$LRMD_node_c"
+for _ in $(seq 100); do as_admin --output json nodes | grep -q '"state":"Lost"' && break; sleep 0.2; done
+as_admin --output json nodes | grep -q '"state":"Lost"' || die "node-c was not declared lost"
 as_admin ls
 
 step "Xvfb"
@@ -162,6 +177,7 @@ shot() {
 step "Screenshots"
 shot user-applications alice "$WORK/alice.password" applications 2
 shot user-sessions alice "$WORK/alice.password" sessions 8
+shot admin-overview admin "$DATA/admin-password" overview 6
 shot admin-sessions admin "$DATA/admin-password" sessions 4
 shot admin-nodes admin "$DATA/admin-password" nodes 8
 shot admin-users admin "$DATA/admin-password" users 2
@@ -181,6 +197,6 @@ for png in "$OUT"/*.png; do
     failed=1
   fi
 done
-[ "$(ls "$OUT"/*.png | wc -l)" -eq 8 ] || die "expected 8 screenshots"
+[ "$(ls "$OUT"/*.png | wc -l)" -eq 9 ] || die "expected 9 screenshots"
 [ "$failed" -eq 0 ] || die "some screenshots are blank"
-echo "screenshots: 8 saved in $OUT, none blank"
+echo "screenshots: 9 saved in $OUT, none blank"

@@ -11,6 +11,7 @@ use crate::views::admin_users::UsersView;
 use crate::views::applications::ApplicationsView;
 use crate::views::events::EventsView;
 use crate::views::nodes::NodesView;
+use crate::views::overview::OverviewView;
 use crate::views::sessions::SessionsView;
 use crate::views::signin::SignInForm;
 use crate::views::world::WorldView;
@@ -19,6 +20,8 @@ use crate::widgets::{self, BAD, GOOD, MUTED, WARN};
 /// The app's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
+    /// The cluster at a glance (admins; their first page).
+    Overview,
     /// Browse applications and request sessions.
     Applications,
     /// Sessions, live, with their charts.
@@ -38,6 +41,7 @@ pub enum View {
 impl View {
     pub fn title(self) -> &'static str {
         match self {
+            Self::Overview => "Overview",
             Self::Applications => "Applications",
             Self::Sessions => "Sessions",
             Self::Nodes => "Nodes",
@@ -51,8 +55,46 @@ impl View {
     fn admin_only(self) -> bool {
         matches!(
             self,
-            Self::Nodes | Self::Users | Self::Definitions | Self::World
+            Self::Overview | Self::Nodes | Self::Users | Self::Definitions | Self::World
         )
+    }
+
+    /// Every page, in the order of their shortcuts.
+    pub const ALL: [View; 8] = [
+        View::Overview,
+        View::Applications,
+        View::Sessions,
+        View::Events,
+        View::Nodes,
+        View::Users,
+        View::Definitions,
+        View::World,
+    ];
+
+    /// The page's keyboard shortcut: Ctrl and its number, Ctrl+1 to Ctrl+8.
+    pub fn shortcut(self) -> egui::KeyboardShortcut {
+        let keys = [
+            egui::Key::Num1,
+            egui::Key::Num2,
+            egui::Key::Num3,
+            egui::Key::Num4,
+            egui::Key::Num5,
+            egui::Key::Num6,
+            egui::Key::Num7,
+            egui::Key::Num8,
+        ];
+        let i = Self::ALL.iter().position(|v| *v == self).expect("listed");
+        egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, keys[i])
+    }
+
+    /// The page's search box, for Ctrl+F.
+    fn search(self) -> Option<&'static str> {
+        match self {
+            Self::Sessions => Some("sessions"),
+            Self::Nodes => Some("nodes"),
+            Self::Events => Some("events"),
+            _ => None,
+        }
     }
 }
 
@@ -78,11 +120,21 @@ pub enum Action {
     Confirm(Confirm),
     Goto(View),
     Notice(Notice),
+    /// The Nodes page on this node.
+    ShowNode(String),
+    /// The Sessions page on this session.
+    ShowSession(arq::proto::session::SessionId),
+    /// The Sessions page filtered to one state.
+    ShowSessionsIn(arq::proto::session::SessionState),
+    /// The Nodes page filtered to one state.
+    ShowNodesIn(arq::proto::node::NodeState),
 }
 
 pub struct Confirm {
     pub title: String,
     pub body: String,
+    /// Lines shown under the body, e.g. what a world file changes.
+    pub details: Vec<String>,
     /// The button that goes ahead, e.g. "End session".
     pub button: String,
     pub command: Command,
@@ -124,6 +176,8 @@ struct Signed {
     link: LinkState,
     model: Model,
     view: View,
+    /// Whether the page was chosen at start; if not, admins open on the overview.
+    view_chosen: bool,
     views: Views,
     confirm: Option<Confirm>,
     notice: Option<Notice>,
@@ -131,6 +185,7 @@ struct Signed {
 
 #[derive(Default)]
 struct Views {
+    overview: OverviewView,
     applications: ApplicationsView,
     sessions: SessionsView,
     nodes: NodesView,
@@ -192,6 +247,7 @@ impl SescoApp {
             link: LinkState::Connected,
             model: Model::default(),
             view: self.start_view.unwrap_or(View::Applications),
+            view_chosen: self.start_view.is_some(),
             views: Views::default(),
             confirm: None,
             notice: None,
@@ -237,6 +293,9 @@ impl SescoApp {
                     signed.server = server;
                     if signed.view.admin_only() && !admin {
                         signed.view = View::Applications;
+                    }
+                    if admin && !signed.view_chosen {
+                        signed.view = View::Overview;
                     }
                     self.signin.busy = false;
                     self.signin.password.clear();
@@ -288,6 +347,9 @@ impl SescoApp {
         let mut sign_out = false;
         let signed = self.signed.as_mut().expect("signed in");
         let mut actions = Vec::new();
+        if signed.confirm.is_none() {
+            keyboard(ui.ctx(), signed);
+        }
         egui::Panel::top("top_bar").show(ui, |ui| {
             ui.add_space(4.0);
             ui.horizontal(|ui| {
@@ -354,6 +416,10 @@ impl SescoApp {
             .exact_size(190.0)
             .show(ui, |ui| {
                 ui.add_space(8.0);
+                if signed.admin {
+                    nav_item(ui, &mut signed.view, View::Overview);
+                    ui.add_space(6.0);
+                }
                 nav_heading(ui, "Work");
                 for view in [View::Applications, View::Sessions, View::Events] {
                     nav_item(ui, &mut signed.view, view);
@@ -373,16 +439,36 @@ impl SescoApp {
                     .filter(|s| s.state.is_live())
                     .count();
                 ui.label(RichText::new(format!("{live} live sessions")).color(MUTED));
-                let up = signed
-                    .model
-                    .nodes
-                    .iter()
-                    .filter(|n| n.state == arq::proto::node::NodeState::Up)
-                    .count();
+                let count = |state| {
+                    signed
+                        .model
+                        .nodes
+                        .iter()
+                        .filter(|n| n.state == state)
+                        .count()
+                };
+                let up = count(arq::proto::node::NodeState::Up);
+                let lost = count(arq::proto::node::NodeState::Lost);
                 ui.label(
                     RichText::new(format!("{up} of {} nodes up", signed.model.nodes.len()))
                         .color(MUTED),
                 );
+                if lost > 0 {
+                    let text = RichText::new(if lost == 1 {
+                        "1 node lost".to_string()
+                    } else {
+                        format!("{lost} nodes lost")
+                    })
+                    .color(BAD)
+                    .strong();
+                    if signed.admin {
+                        if ui.link(text).on_hover_text("Show the lost nodes").clicked() {
+                            actions.push(Action::ShowNodesIn(arq::proto::node::NodeState::Lost));
+                        }
+                    } else {
+                        ui.label(text);
+                    }
+                }
             });
         egui::CentralPanel::default().show(ui, |ui| {
             if !signed.model.loaded {
@@ -395,13 +481,14 @@ impl SescoApp {
             let model = &signed.model;
             let views = &mut signed.views;
             match signed.view {
+                View::Overview => views.overview.ui(ui, model, &mut actions),
                 View::Applications => views.applications.ui(ui, model, &mut actions),
                 View::Sessions => {
                     views
                         .sessions
                         .ui(ui, model, &signed.user, signed.admin, &mut actions)
                 }
-                View::Nodes => views.nodes.ui(ui, model),
+                View::Nodes => views.nodes.ui(ui, model, &mut actions),
                 View::Events => views.events.ui(ui, model),
                 View::Users => views.users.ui(ui, model, &mut actions),
                 View::Definitions => views.definitions.ui(ui, model, &mut actions),
@@ -414,28 +501,26 @@ impl SescoApp {
                 Action::Confirm(confirm) => signed.confirm = Some(confirm),
                 Action::Goto(view) => signed.view = view,
                 Action::Notice(notice) => signed.notice = Some(notice),
+                Action::ShowNode(name) => {
+                    signed.views.nodes.select(&name);
+                    signed.view = View::Nodes;
+                }
+                Action::ShowSession(id) => {
+                    signed.views.sessions.select(id);
+                    signed.view = View::Sessions;
+                }
+                Action::ShowSessionsIn(state) => {
+                    signed.views.sessions.show_state(state);
+                    signed.view = View::Sessions;
+                }
+                Action::ShowNodesIn(state) => {
+                    signed.views.nodes.show_state(state);
+                    signed.view = View::Nodes;
+                }
             }
         }
         if let Some(confirm) = &signed.confirm {
-            let mut answer = None;
-            egui::Modal::new(egui::Id::unique("sesco-confirm")).show(ui.ctx(), |ui| {
-                ui.set_max_width(380.0);
-                ui.label(RichText::new(&confirm.title).heading());
-                ui.add_space(4.0);
-                ui.label(&confirm.body);
-                ui.add_space(8.0);
-                ui.horizontal(|ui| {
-                    if ui
-                        .button(RichText::new(&confirm.button).color(BAD))
-                        .clicked()
-                    {
-                        answer = Some(true);
-                    }
-                    if ui.button("Cancel").clicked() {
-                        answer = Some(false);
-                    }
-                });
-            });
+            let answer = confirm_dialog(ui.ctx(), confirm);
             if let Some(go) = answer {
                 let confirm = signed.confirm.take().expect("shown");
                 if go {
@@ -457,6 +542,79 @@ impl SescoApp {
     }
 }
 
+/// Asks a confirmation in a modal dialog: `Some(true)` when the user goes ahead (the
+/// button, or Enter), `Some(false)` when she cancels (the button, Esc, or a click beside
+/// the dialog), `None` while she has not answered.
+pub fn confirm_dialog(ctx: &egui::Context, confirm: &Confirm) -> Option<bool> {
+    let mut answer = None;
+    let modal = egui::Modal::new(egui::Id::unique("sesco-confirm")).show(ctx, |ui| {
+        ui.set_max_width(520.0);
+        ui.label(RichText::new(&confirm.title).heading());
+        ui.add_space(4.0);
+        ui.label(&confirm.body);
+        if !confirm.details.is_empty() {
+            ui.add_space(4.0);
+            egui::ScrollArea::vertical()
+                .max_height(300.0)
+                .auto_shrink([false, true])
+                .show(ui, |ui| {
+                    for line in &confirm.details {
+                        let color = match line.chars().next() {
+                            Some('+') => GOOD,
+                            Some('-') => BAD,
+                            Some('~') => WARN,
+                            _ => ui.visuals().text_color(),
+                        };
+                        ui.add(
+                            egui::Label::new(RichText::new(line).monospace().color(color)).wrap(),
+                        );
+                    }
+                });
+        }
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui
+                .button(RichText::new(&confirm.button).color(BAD))
+                .on_hover_text("Enter")
+                .clicked()
+            {
+                answer = Some(true);
+            }
+            if ui.button("Cancel").on_hover_text("Esc").clicked() {
+                answer = Some(false);
+            }
+        });
+    });
+    if answer.is_none() {
+        if modal.should_close() {
+            answer = Some(false);
+        } else if ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter)) {
+            answer = Some(true);
+        }
+    }
+    answer
+}
+
+/// The window's shortcuts: Ctrl+1 … Ctrl+8 open a page, Ctrl+F focuses the page's
+/// search.
+fn keyboard(ctx: &egui::Context, signed: &mut Signed) {
+    let admin = signed.admin;
+    let find = egui::KeyboardShortcut::new(egui::Modifiers::COMMAND, egui::Key::F);
+    let (page, find) = ctx.input_mut(|i| {
+        let page = View::ALL
+            .into_iter()
+            .filter(|v| admin || !v.admin_only())
+            .find(|v| i.consume_shortcut(&v.shortcut()));
+        (page, i.consume_shortcut(&find))
+    });
+    if let Some(view) = page {
+        signed.view = view;
+    }
+    if find && let Some(page) = signed.view.search() {
+        ctx.memory_mut(|m| m.request_focus(crate::views::table::search_id(page)));
+    }
+}
+
 fn nav_heading(ui: &mut Ui, text: &str) {
     ui.label(RichText::new(text.to_uppercase()).small().color(MUTED));
 }
@@ -464,11 +622,13 @@ fn nav_heading(ui: &mut Ui, text: &str) {
 fn nav_item(ui: &mut Ui, current: &mut View, view: View) {
     let selected = *current == view;
     let text = RichText::new(view.title()).size(15.0);
+    let shortcut = ui.ctx().format_shortcut(&view.shortcut());
     if ui
         .add_sized(
             [ui.available_width(), 26.0],
             egui::Button::selectable(selected, text),
         )
+        .on_hover_text(shortcut)
         .clicked()
     {
         *current = view;

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use arq::proto::node::NodeView;
 use arq::proto::session::{SessionId, SessionView};
 use egui::{Color32, Ui};
-use egui_plot::{Corner, Legend, Line, Plot, PlotPoints};
+use egui_plot::{Corner, GridInput, Legend, Line, Plot, PlotPoints, uniform_grid_spacer};
 
 /// How much history a chart shows and keeps.
 pub const WINDOW_MS: u64 = 5 * 60 * 1000;
@@ -28,6 +28,8 @@ pub struct Sample {
 pub struct UsageHistory {
     sessions: HashMap<SessionId, VecDeque<Sample>>,
     nodes: HashMap<String, VecDeque<Sample>>,
+    /// The cluster's total utility over time, `(t_ms, utility)`.
+    utility: VecDeque<(u64, f64)>,
 }
 
 fn push(series: &mut VecDeque<Sample>, sample: Sample) {
@@ -107,6 +109,25 @@ impl UsageHistory {
         }
     }
 
+    pub fn record_utility(&mut self, total: f64, t_ms: u64) {
+        match self.utility.back_mut() {
+            Some(last) if t_ms.saturating_sub(last.0) < MIN_SPACING_MS => *last = (t_ms, total),
+            _ => self.utility.push_back((t_ms, total)),
+        }
+        while self
+            .utility
+            .front()
+            .is_some_and(|(t, _)| t_ms.saturating_sub(*t) > WINDOW_MS)
+        {
+            self.utility.pop_front();
+        }
+    }
+
+    /// The cluster's total utility as seen by this window, oldest first.
+    pub fn utility_samples(&self) -> impl ExactSizeIterator<Item = &(u64, f64)> {
+        self.utility.iter()
+    }
+
     pub fn session_samples(&self, id: SessionId) -> Vec<Sample> {
         self.sessions
             .get(&id)
@@ -139,6 +160,55 @@ fn series(
         .collect()
 }
 
+/// A step of 1, 2 or 5 × 10ⁿ, the smallest at least `rough`.
+pub fn nice_step(rough: f64) -> f64 {
+    if !(rough.is_finite() && rough > 0.0) {
+        return 1.0;
+    }
+    let power = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= rough * (1.0 - 1e-9))
+        .unwrap_or(10.0 * power)
+}
+
+/// Grid lines for about four labelled steps over what the chart shows, whatever its scale
+/// (egui_plot's default puts a 0–0.8 range between the marks 0 and 1, labelling "0" alone).
+fn value_grid(input: GridInput) -> [f64; 3] {
+    let step = nice_step((input.bounds.1 - input.bounds.0).abs() / 4.0);
+    [step / 2.0, step, step * 5.0]
+}
+
+/// A value on the chart's axis with as many decimals as its step needs.
+pub fn axis_label(value: f64, step: f64) -> String {
+    let decimals = if step > 0.0 && step < 1.0 {
+        (-step.log10().floor()) as usize
+    } else {
+        0
+    };
+    format!("{value:.decimals$}")
+}
+
+/// A chart over the last minute or more (`0` is now, in seconds), from 0 to at least
+/// `top`, with readable value labels, not draggable or zoomable.
+pub fn time_plot<'a>(id: impl egui::AsIdSalt, height: f32, top: f64) -> Plot<'a> {
+    Plot::new(id)
+        .height(height)
+        .include_y(0.0)
+        .include_y(if top > 0.0 { top } else { 1.0 })
+        .include_x(-60.0)
+        .include_x(0.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .x_axis_label("seconds (0 = now)")
+        .y_grid_spacer(uniform_grid_spacer(value_grid))
+        .y_axis_formatter(|mark, _| axis_label(mark.value, mark.step_size))
+        .y_axis_min_width(36.0)
+}
+
 /// One chart of a quantity and its bound over the last minutes, `0` being now.
 fn chart(ui: &mut Ui, id: String, title: &str, bound: (&str, Vec<[f64; 2]>), used: Vec<[f64; 2]>) {
     ui.label(egui::RichText::new(title).strong());
@@ -149,18 +219,8 @@ fn chart(ui: &mut Ui, id: String, title: &str, bound: (&str, Vec<[f64; 2]>), use
         .chain(&used)
         .map(|[_, y]| *y)
         .fold(0.0, f64::max);
-    Plot::new(id)
-        .height(170.0)
+    time_plot(id, 170.0, top * 1.3)
         .legend(Legend::default().position(Corner::LeftTop))
-        .include_y(0.0)
-        .include_y(if top > 0.0 { top * 1.3 } else { 1.0 })
-        .include_x(-60.0)
-        .include_x(0.0)
-        .allow_drag(false)
-        .allow_zoom(false)
-        .allow_scroll(false)
-        .allow_boxed_zoom(false)
-        .x_axis_label("seconds (0 = now)")
         .show(ui, |plot| {
             plot.line(Line::new(bound.0.to_string(), PlotPoints::new(bound.1)).color(RESERVED));
             plot.line(Line::new("used", PlotPoints::new(used)).color(USED));
@@ -205,6 +265,18 @@ mod tests {
             memory_used: None,
             memory_limit: 16.0,
         }
+    }
+
+    #[test]
+    fn a_small_series_gets_labels_in_its_own_scale() {
+        // 0–0.8 CPUs: steps of 0.2, labelled with one decimal.
+        let step = nice_step(0.8 / 4.0);
+        assert!((step - 0.2).abs() < 1e-12, "{step}");
+        assert_eq!(axis_label(0.6, step), "0.6");
+        assert_eq!(nice_step(0.03), 0.05);
+        assert_eq!(axis_label(0.05, 0.05), "0.05");
+        assert_eq!(nice_step(300.0), 500.0);
+        assert_eq!(axis_label(1500.0, 500.0), "1500");
     }
 
     #[test]

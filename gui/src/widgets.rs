@@ -1,5 +1,6 @@
 //! Small pieces the views share: labelled fields, state colours, bars, problem lists.
 
+use arq::proto::event::{Event, EventKind};
 use arq::proto::session::SessionState;
 use egui::{Color32, Response, RichText, TextEdit, Ui};
 
@@ -106,4 +107,45 @@ pub fn section(ui: &mut Ui, title: &str) {
     ui.add_space(8.0);
     ui.label(RichText::new(title).heading());
     ui.add_space(2.0);
+}
+
+/// Failures in red, admissions in green, degradations in amber, the rest plain.
+pub fn event_color(kind: &EventKind, ui: &Ui) -> Color32 {
+    use arq::proto::control::SetPointDirection;
+    match kind {
+        EventKind::SessionRejected { .. }
+        | EventKind::ProcessStartFailed { .. }
+        | EventKind::CrashLoop { .. }
+        | EventKind::NodeLost { .. }
+        | EventKind::SetPointUnacknowledged { .. }
+        | EventKind::SessionEnded {
+            state: SessionState::Failed,
+            ..
+        } => BAD,
+        EventKind::SetPointSent {
+            direction: SetPointDirection::Lower,
+            ..
+        } => WARN,
+        EventKind::SessionAdmitted { .. } | EventKind::NodeUp { .. } => GOOD,
+        _ => ui.visuals().text_color(),
+    }
+}
+
+/// One event on one line or more: its time (the date on hover), `prefix` columns (e.g.
+/// its session and node), then what happened, wrapped to the width that is left rather
+/// than cut at the window's edge.
+pub fn event_line(ui: &mut Ui, event: &Event, prefix: &[(String, f32)]) {
+    ui.horizontal_top(|ui| {
+        let height = ui.text_style_height(&egui::TextStyle::Body);
+        ui.add_sized(
+            [64.0, height],
+            egui::Label::new(RichText::new(crate::format::clock(event.time_ms)).color(MUTED)),
+        )
+        .on_hover_text(crate::format::date_time(event.time_ms));
+        for (text, width) in prefix {
+            ui.add_sized([*width, height], egui::Label::new(text.as_str()).truncate());
+        }
+        let color = event_color(&event.kind, ui);
+        ui.add(egui::Label::new(RichText::new(event.kind.to_string()).color(color)).wrap());
+    });
 }

@@ -431,10 +431,10 @@ fn an_admin_sees_nodes_every_session_and_the_events_and_ends_a_users_session() {
     block_on(admin.put_application(heavy)).unwrap();
     let mut harness = signed_in_app(&cluster, "admin", &password, View::Nodes);
 
-    // The node, its discovered hardware and what it carries.
+    // The node in the table and in detail: its discovered hardware and what it carries.
     wait(&mut harness, "node-a with its load", |h| {
-        h.query_by_label("node-a").is_some()
-            && shows(h, "cpu reserved")
+        count(h, "node-a") == 2
+            && count(h, "cpu reserved") == 1
             && shows(h, &format!("{id} · bob telemetry/batch"))
     });
     let cpus = std::thread::available_parallelism().unwrap().get();

@@ -545,6 +545,7 @@ impl ApplicationEditor {
                 }
                 if ui.button("Delete application").clicked() {
                     actions.push(Action::Confirm(Confirm {
+                        details: Vec::new(),
                         title: format!("Delete application {}?", origin.name),
                         body: "Users can no longer request it. Running sessions of it are not \
                                ended."

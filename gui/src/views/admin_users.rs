@@ -371,6 +371,7 @@ impl UsersView {
                 if let Some(name) = self.user.editing.clone() {
                     if ui.button("Delete user").clicked() {
                         actions.push(Action::Confirm(Confirm {
+                            details: Vec::new(),
                             title: format!("Delete user {name}?"),
                             body: format!(
                                 "{name} can no longer sign in or request sessions. Their running sessions are not ended."
@@ -429,6 +430,7 @@ impl UsersView {
                     if let Some(name) = self.group.editing.clone() {
                         if ui.button("Delete group").clicked() {
                             actions.push(Action::Confirm(Confirm {
+                                details: Vec::new(),
                                 title: format!("Delete group {name}?"),
                                 body: "Sesco refuses while users still belong to it.".into(),
                                 button: "Delete".into(),

@@ -1,9 +1,15 @@
-//! The world file for admins: export it from Sesco, edit or load one, check it, apply it.
+//! The world file for admins: export it from Sesco, edit or load one, check it, see what
+//! it changes against Sesco's world, apply it.
+//!
+//! The editor's widget id is fixed: an automatic id would depend on how many widgets come
+//! before it, and the problem list above it comes and goes as the text is checked, which
+//! used to move the focus away in the middle of typing.
 
 use std::path::Path;
 
 use arq::proto::world::World;
-use egui::{RichText, TextEdit, Ui};
+use egui::{Id, RichText, TextEdit, Ui};
+use serde::Serialize;
 
 use crate::app::{Action, Confirm, Notice};
 use crate::connection::{Command, Failure, Outcome};
@@ -22,6 +28,124 @@ pub struct WorldView {
     applied: bool,
     /// The page opens on the world as Sesco has it; asked for once.
     exported_once: bool,
+    /// Sesco's world as last exported (or applied from here), to diff against.
+    sesco_world: Option<String>,
+    /// The text being applied, which becomes Sesco's world when the apply succeeds.
+    applying: Option<String>,
+}
+
+/// The editor's id: fixed, so that nothing drawn around it can change it.
+pub fn editor_id() -> Id {
+    Id::unique("sesco-world-toml-editor")
+}
+
+/// One entry of the world that a new world file adds, removes or changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorldChange {
+    /// `group`, `user`, `node` or `application`.
+    pub section: &'static str,
+    pub name: String,
+    pub what: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    /// The fields that differ, `field: old -> new` (or just `field` for long values).
+    Changed(Vec<String>),
+}
+
+impl std::fmt::Display for WorldChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.what {
+            ChangeKind::Added => write!(f, "+ {} {}", self.section, self.name),
+            ChangeKind::Removed => write!(f, "- {} {}", self.section, self.name),
+            ChangeKind::Changed(fields) => {
+                write!(f, "~ {} {}: {}", self.section, self.name, fields.join("; "))
+            }
+        }
+    }
+}
+
+/// A field's value in a diff line: scalars as written, tables and lists by their size.
+fn short(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Array(items) => format!("[{} entries]", items.len()),
+        toml::Value::Table(table) => format!("{{{} fields}}", table.len()),
+        scalar => scalar.to_string(),
+    }
+}
+
+/// The fields of two entries that differ.
+fn field_changes<T: Serialize>(old: &T, new: &T) -> Vec<String> {
+    let table = |entry: &T| match toml::Value::try_from(entry) {
+        Ok(toml::Value::Table(table)) => table,
+        _ => toml::value::Table::new(),
+    };
+    let (old, new) = (table(old), table(new));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|key| match (old.get(key), new.get(key)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(a), Some(b)) => Some(format!("{key}: {} -> {}", short(a), short(b))),
+            (None, Some(b)) => Some(format!("{key}: set to {}", short(b))),
+            (Some(_), None) => Some(format!("{key}: removed")),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+fn section_changes<T: Serialize + PartialEq>(
+    section: &'static str,
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+    changes: &mut Vec<WorldChange>,
+) {
+    for entry in new {
+        match old.iter().find(|o| name(o) == name(entry)) {
+            None => changes.push(WorldChange {
+                section,
+                name: name(entry).to_string(),
+                what: ChangeKind::Added,
+            }),
+            Some(before) if before != entry => changes.push(WorldChange {
+                section,
+                name: name(entry).to_string(),
+                what: ChangeKind::Changed(field_changes(before, entry)),
+            }),
+            Some(_) => {}
+        }
+    }
+    for entry in old {
+        if !new.iter().any(|n| name(n) == name(entry)) {
+            changes.push(WorldChange {
+                section,
+                name: name(entry).to_string(),
+                what: ChangeKind::Removed,
+            });
+        }
+    }
+}
+
+/// What applying `new` over `old` adds, removes and changes, entry by entry (entries are
+/// matched by name), in the file's order: groups, users, nodes, applications.
+pub fn world_diff(old: &World, new: &World) -> Vec<WorldChange> {
+    let mut changes = Vec::new();
+    section_changes("group", &old.groups, &new.groups, |g| &g.name, &mut changes);
+    section_changes("user", &old.users, &new.users, |u| &u.name, &mut changes);
+    section_changes("node", &old.nodes, &new.nodes, |n| &n.name, &mut changes);
+    section_changes(
+        "application",
+        &old.applications,
+        &new.applications,
+        |a| &a.name,
+        &mut changes,
+    );
+    changes
 }
 
 /// Everything wrong with a world file, by line or by path.
@@ -43,6 +167,7 @@ impl WorldView {
                 match result {
                     Ok(text) => {
                         self.text = text.clone();
+                        self.sesco_world = Some(text.clone());
                         self.checked = false;
                         self.server = None;
                         self.applied = false;
@@ -54,6 +179,10 @@ impl WorldView {
                 self.waiting = false;
                 self.server = result.clone().err();
                 self.applied = result.is_ok();
+                let applied = self.applying.take();
+                if result.is_ok() {
+                    self.sesco_world = applied;
+                }
             }
             _ => {}
         }
@@ -62,6 +191,35 @@ impl WorldView {
     /// The apply was confirmed and sent.
     pub fn mark_applying(&mut self) {
         self.waiting = true;
+        self.applying = Some(self.text.clone());
+    }
+
+    /// The text in the editor.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The diff lines shown before applying: against Sesco's world when it is known.
+    fn diff_lines(&self) -> Vec<String> {
+        let Ok(new) = toml::from_str::<World>(&self.text) else {
+            return Vec::new();
+        };
+        let Some(old) = self
+            .sesco_world
+            .as_deref()
+            .and_then(|text| toml::from_str::<World>(text).ok())
+        else {
+            return vec![
+                "Sesco's current world is not known here (export it first to see \
+                         what changes)."
+                    .into(),
+            ];
+        };
+        let changes = world_diff(&old, &new);
+        if changes.is_empty() {
+            return vec!["No entry changes: the file is Sesco's world as it is.".into()];
+        }
+        changes.iter().map(ToString::to_string).collect()
     }
 
     pub fn ui(&mut self, ui: &mut Ui, actions: &mut Vec<Action>) {
@@ -163,8 +321,10 @@ impl WorldView {
                 actions.push(Action::Confirm(Confirm {
                     title: "Replace the world?".into(),
                     body: "Every user, group, node and application is replaced by this file. \
-                           Running sessions keep running."
+                           Running sessions keep running. Against Sesco's world (+ added, \
+                           - removed, ~ changed):"
                         .into(),
+                    details: self.diff_lines(),
                     button: "Apply".into(),
                     command: Command::ApplyWorld {
                         source,
@@ -191,6 +351,7 @@ impl WorldView {
                 let edit = ui
                     .add(
                         TextEdit::multiline(&mut self.text)
+                            .id(editor_id())
                             .code_editor()
                             .desired_width(f32::INFINITY)
                             .desired_rows(24)
@@ -224,5 +385,34 @@ mod tests {
         );
         let unparsable = check_world("[[users]]\nname = ");
         assert!(unparsable[0].contains("line 2"), "{unparsable:?}");
+    }
+
+    #[test]
+    fn the_diff_names_each_entry_added_removed_or_changed_and_its_fields() {
+        let demo = include_str!("../../../scripts/demo-world.toml");
+        let old: World = toml::from_str(demo).unwrap();
+        assert_eq!(world_diff(&old, &old), Vec::new());
+        let text = demo
+            .replace("reserve_cpus = 0.1", "reserve_cpus = 1.0")
+            .replace(
+                "[[groups]]\nname = \"students\"\npriority = 1.0\ndescription = \"Students\"\n",
+                "",
+            )
+            .replace("group = \"students\"", "group = \"research\"")
+            + "\n[[nodes]]\nname = \"node-b\"\n";
+        let new: World = toml::from_str(&text).unwrap();
+        let lines: Vec<String> = world_diff(&old, &new)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "- group students",
+                "~ user bob: group: \"students\" -> \"research\"",
+                "~ node node-a: reserve_cpus: 0.1 -> 1.0",
+                "+ node node-b",
+            ],
+        );
     }
 }
