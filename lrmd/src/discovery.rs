@@ -39,6 +39,7 @@ pub fn discover(cgroup_mode: &str, cpus: u32) -> std::io::Result<Hardware> {
         },
         rt_period_us: rt_period as u64,
         cgroup_mode: cgroup_mode.to_string(),
+        ..Default::default()
     })
 }
 
