@@ -348,6 +348,8 @@ pub fn net_sink(
     let mut buf = vec![0u8; 256 * 1024];
     let first = stream.read(&mut buf)?;
     let start = Instant::now();
+    // Tells whoever watches (a test timing a change) when the measurement began.
+    eprintln!("net-sink: first byte");
     let total = Duration::from_secs_f64(seconds);
     let bucket = Duration::from_millis(bucket_ms.max(1));
     let mut buckets = vec![0u64; (total.as_millis() / bucket.as_millis()).max(1) as usize];

@@ -117,7 +117,8 @@ impl Link {
         link
     }
 
-    /// Starts `rk probe net-sink` in the sink namespace.
+    /// Starts `rk probe net-sink` in the sink namespace (stderr piped: it says when
+    /// the first byte arrived).
     fn sink(&self, port: u16, seconds: f64, bucket_ms: u64) -> Child {
         Command::new("ip")
             .args([
@@ -127,6 +128,7 @@ impl Link {
             .args(["--seconds", &seconds.to_string()])
             .args(["--bucket-ms", &bucket_ms.to_string()])
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the sink")
     }
@@ -152,6 +154,28 @@ impl Drop for Link {
             .status();
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
+}
+
+/// Destroys every reservation of the kernel's base on drop, so that a failing test
+/// leaves nothing behind either.
+struct Cleanup(ResourceKernel);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        destroy_all(&self.0);
+    }
+}
+
+/// Waits for the sink to report its first byte; returns that moment.
+fn first_byte(sink: &mut Child) -> Instant {
+    use std::io::BufRead;
+    let stderr = sink.stderr.take().expect("piped stderr");
+    let mut line = String::new();
+    std::io::BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("sink stderr");
+    assert!(line.contains("first byte"), "sink said {line:?}");
+    Instant::now()
 }
 
 fn kernel(test: &str) -> ResourceKernel {
@@ -227,6 +251,7 @@ fn lifecycle_net_bad_input_creates_nothing() {
     require_root_and_tools();
     let link = Link::new("x");
     let k = kernel("net-bad");
+    let _cleanup = Cleanup(k.clone());
     let bad: Vec<(ReservationSpec, &str)> = vec![
         (net_spec("rk-no-such0", 10), "does not exist"),
         (net_spec("bad\"name", 10), "not a network interface name"),
@@ -317,6 +342,7 @@ fn lifecycle_net_class_resizes_and_goes_with_the_reservation() {
     require_root_and_tools();
     let link = Link::new("y");
     let k = kernel("net-life");
+    let _cleanup = Cleanup(k.clone());
     let mut r = k
         .create("shaped", &net_spec(&link.host_end, 10))
         .expect("create");
@@ -353,6 +379,7 @@ fn enforcement_net_two_reservations_measure_their_rates_and_resize_live() {
     let host = require_root_and_tools();
     let link = Link::new("a");
     let k = kernel("net-rates");
+    let _cleanup = Cleanup(k.clone());
     if !host.mode.is_v2() {
         assert!(
             k.host().controllers.contains_key("net_cls")
@@ -393,22 +420,26 @@ fn enforcement_net_two_reservations_measure_their_rates_and_resize_live() {
         "50 Mbit/s reservation measured {fast_rate:.2}"
     );
 
-    // A live change from 10 to 20 Mbit/s, three seconds into a six-second run.
+    // A live change from 10 to 20 Mbit/s, three seconds into an eight-second run
+    // (timed from the sink's first byte, the origin of its buckets).
     let mut slow = slow;
-    let sink = link.sink(5003, 6.0, 100);
+    let mut sink = link.sink(5003, 8.0, 100);
     std::thread::sleep(Duration::from_millis(300));
-    let send = sender(&slow, &link.target(5003), 8.0);
+    let send = sender(&slow, &link.target(5003), 10.0);
+    let origin = first_byte(&mut sink);
     std::thread::sleep(Duration::from_secs(3));
-    let t = Instant::now();
+    let asked = origin.elapsed();
     slow.update(&net_spec(&link.host_end, 20)).expect("resize");
-    println!("resize took {:?}", t.elapsed());
+    let done = origin.elapsed();
+    println!("resize asked at {asked:?}, returned at {done:?}");
     let resized: NetSinkReport = report(sink, "resized sink");
     let _: NetSendReport = report(send, "resized sender");
-    let before = window(&resized, 10, 30);
-    let after = window(&resized, 40, resized.buckets.len());
-    let first_second = window(&resized, 30, 40);
+    let bucket = |d: Duration| (d.as_millis() / u128::from(resized.bucket_ms)) as usize;
+    let before = window(&resized, 10, bucket(asked));
+    let first_second = window(&resized, bucket(done) + 1, bucket(done) + 11);
+    let after = window(&resized, bucket(done) + 11, resized.buckets.len());
     println!(
-        "before the change {before:.2} Mbit/s; in its first second {first_second:.2}; from 1 s after it on {after:.2}"
+        "before the change {before:.2} Mbit/s; in the second after it returned {first_second:.2}; from then on {after:.2}"
     );
     assert!((before - 10.0).abs() <= 1.0, "before: {before:.2}");
     assert!(
@@ -468,6 +499,7 @@ fn enforcement_io_direct_writer_reserved_5_mb_per_s() {
     require_root_and_tools();
     let dev = Loop::new();
     let k = kernel("io-rate");
+    let _cleanup = Cleanup(k.clone());
     let spec = ReservationSpec {
         io: vec![IoLimit {
             device: dev.device.clone().into(),

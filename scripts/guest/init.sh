@@ -9,9 +9,10 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /run
 # /tmp stays the initramfs's own (already writable): a tmpfs there would hide the
 # binaries copied in at their host paths, which may lie under /tmp.
-export PATH=/bin:/sbin:/usr/bin
+export PATH=/usr/sbin:/bin:/sbin:/usr/bin
 RK=@RK_BIN@
 TESTS=@RK_TEST_BIN@
+NET_TESTS=@RK_NET_TEST_BIN@
 cd /tmp
 
 mark() { echo "RKCHECK $*"; }
@@ -131,6 +132,18 @@ if echo "$out" | grep -q 'test result: ok' && ! echo "$out" | grep -q 'FAILED'; 
 else
     echo "$out" | tail -n 80
     mark lifecycle FAIL "$(echo "$out" | grep 'test result')"
+fi
+
+# egress shaping on v2 (socket cgroupv2 + HTB): the host's network tests, in the guest
+for m in $(cat /lib/modules/net-modules); do insmod /lib/modules/$m.ko* 2>/dev/null; done
+mkdir -p /run/netns
+out=$($NET_TESTS --test-threads=1 --nocapture net 2>&1)
+echo "$out" | grep -E '^test |test result|Mbit|panicked'
+if echo "$out" | grep -q 'test result: ok. 3 passed' && ! echo "$out" | grep -q 'FAILED'; then
+    mark net ok "$(echo "$out" | grep 'reserved 10 Mbit/s') $(echo "$out" | grep 'before the change')"
+else
+    echo "$out" | tail -n 60
+    mark net FAIL "$(echo "$out" | grep 'test result')"
 fi
 
 # nothing left behind
