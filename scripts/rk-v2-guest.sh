@@ -40,10 +40,17 @@ file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
 
 # --- kernel ----------------------------------------------------------------------
 # The modules egress shaping needs (veth, HTB, nf_tables with `socket cgroupv2`).
+# loop: the discovery test attaches a loop device.
 net_modules=(veth sch_htb nfnetlink crc32c_generic libcrc32c nf_tables nf_socket_ipv4
-    nf_socket_ipv6 nft_socket)
-if ! ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1 ||
-    [ -z "$(find "$cache/kernel" -name 'sch_htb.ko*' 2>/dev/null)" ]; then
+    nf_socket_ipv6 nft_socket loop)
+modules_missing() {
+    local m
+    for m in "${net_modules[@]}"; do
+        [ -n "$(find "$cache/kernel" -name "$m.ko*" 2>/dev/null)" ] || return 0
+    done
+    return 1
+}
+if ! ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1 || modules_missing; then
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
         awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     if [ -z "$pkg" ]; then
@@ -75,14 +82,20 @@ if [ -z "${RK_BIN:-}" ]; then
 fi
 if [ -z "${RK_TEST_BIN:-}" ]; then
     RK_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test reservation --no-run \
-        --message-format=json 2>/dev/null |
+        --message-format=json 2>/dev/null | grep '"test":true' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
 if [ -z "${RK_NET_TEST_BIN:-}" ]; then
     RK_NET_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test net_io --no-run \
-        --message-format=json 2>/dev/null |
+        --message-format=json 2>/dev/null | grep '"test":true' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
+if [ -z "${LRMD_TEST_BIN:-}" ]; then
+    LRMD_TEST_BIN=$(cd "$repo" && cargo test -q -p lrmd --bin lrmd --no-run \
+        --message-format=json 2>/dev/null | grep '"test":true' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+fi
+[ -x "$LRMD_TEST_BIN" ] || { log "test binary $LRMD_TEST_BIN missing"; exit 1; }
 [ -x "$RK_BIN" ] || { log "rk binary $RK_BIN missing"; exit 1; }
 [ -x "$RK_NET_TEST_BIN" ] || { log "test binary $RK_NET_TEST_BIN missing"; exit 1; }
 [ -x "$RK_TEST_BIN" ] || { log "test binary $RK_TEST_BIN missing"; exit 1; }
@@ -114,7 +127,8 @@ copy_bin "$(readlink -f "$RK_BIN")"
 copy_bin "$(readlink -f "$RK_TEST_BIN")"
 copy_bin "$(readlink -f "$RK_NET_TEST_BIN")"
 # iproute2 and nftables for egress shaping, in /usr/sbin ahead of busybox's applets.
-for tool in ip tc nft; do
+copy_bin "$(readlink -f "$LRMD_TEST_BIN")"
+for tool in ip tc nft losetup; do
     src=$(readlink -f "$(command -v "$tool")")
     copy_bin "$src"
     [ "$src" = "/usr/sbin/$tool" ] || { mkdir -p "$root/usr/sbin"; cp "$root$src" "$root/usr/sbin/$tool"; }
@@ -128,6 +142,7 @@ find "$cache/kernel" -name '*.ko*' -exec cp {} "$root/lib/modules/" \;
 sed -e "s|@RK_BIN@|$(readlink -f "$RK_BIN")|g" \
     -e "s|@RK_TEST_BIN@|$(readlink -f "$RK_TEST_BIN")|g" \
     -e "s|@RK_NET_TEST_BIN@|$(readlink -f "$RK_NET_TEST_BIN")|g" \
+    -e "s|@LRMD_TEST_BIN@|$(readlink -f "$LRMD_TEST_BIN")|g" \
     "$here/guest/init.sh" >"$root/init"
 chmod +x "$root/init"
 # /dev/console must be in the archive: the kernel opens it before /init runs.
@@ -150,7 +165,7 @@ elapsed=$(($(date +%s) - start))
 log "guest ran ${elapsed}s (qemu exit $qemu_rc)"
 
 # --- verdict ---------------------------------------------------------------------
-expected=(host bandwidth deadline oom pids io ledger lifecycle net teardown done)
+expected=(host bandwidth deadline oom pids io ledger lifecycle net discovery teardown done)
 fail=0
 grep -a '^RKCHECK ' "$guest_log" | tr -d '\r' >&2 || true
 for check in "${expected[@]}"; do

@@ -26,8 +26,10 @@ const DEFAULT_EXEC_BASE: &str = "rk/exec";
     long_about = "Resource kernel: run commands inside reservations the kernel enforces.\n\n\
         CPU bandwidth (cgroup cpu.max / CFS quota), real-time CPU (SCHED_DEADLINE in an exclusive \
         cpuset partition, booked in a per-host ledger that mirrors the kernel's admission), \
-        memory limit and guarantee, pids and block I/O limits. Works on unified cgroup v2 hosts \
-        and on legacy/hybrid v1 hosts. Needs CAP_SYS_ADMIN (and CAP_SYS_NICE for --deadline)."
+        memory limit and guarantee, pids and block I/O limits, and egress network bandwidth (an HTB \
+        class per reservation, its traffic classified by cgroup with nftables; needs tc and nft). \
+        Works on unified cgroup v2 hosts and on legacy/hybrid v1 hosts. Needs CAP_SYS_ADMIN (and \
+        CAP_SYS_NICE for --deadline)."
 )]
 struct Cli {
     /// Directory holding reservation metadata and the host lock.
