@@ -398,6 +398,31 @@ fn enforcement_net_two_reservations_measure_their_rates_and_resize_live() {
             "net_cls is neither mounted nor mountable on this v1 host"
         );
     }
+    // The machine must be able to send well above 50 Mbit/s unshaped, or a shortfall
+    // would be the sender's (a loaded or emulated CPU), not the shaper's.
+    let sink = link.sink(5000, 3.0, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    let free = Command::new(RK)
+        .args([
+            "probe",
+            "net-send",
+            "--to",
+            &link.target(5000),
+            "--seconds",
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("unshaped sender");
+    let unshaped: NetSinkReport = report(sink, "unshaped sink");
+    let _: NetSendReport = report(free, "unshaped sender");
+    let capacity = mbit(unshaped.bytes, unshaped.seconds);
+    println!("unshaped: {capacity:.1} Mbit/s on the link");
+    assert!(
+        capacity > 75.0,
+        "PRECONDITION: this machine sends only {capacity:.1} Mbit/s unshaped over the veth; \
+         a 50 Mbit/s reservation cannot be measured (CPU starved?)"
+    );
     let slow = k
         .create("slow", &net_spec(&link.host_end, 10))
         .expect("10 Mbit/s reservation");

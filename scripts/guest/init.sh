@@ -134,7 +134,7 @@ run_tests() {
     out=$("$@" 2>&1)
     echo "$out" | grep -E '^test |test result|Mbit|panicked'
     if echo "$out" | grep -q "test result: ok. $passed passed" && ! echo "$out" | grep -q 'FAILED'; then
-        mark "$name" ok "$(echo "$out" | grep -E 'test result|reserved 10 Mbit/s|before the change' | tr '\n' ' ')"
+        mark "$name" ok "$(echo "$out" | grep -E 'test result|unshaped|reserved 10 Mbit/s|before the change' | tr '\n' ' ')"
     else
         echo "$out" | tail -n 80
         mark "$name" FAIL "$(echo "$out" | grep 'test result')"
