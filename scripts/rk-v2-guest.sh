@@ -82,17 +82,17 @@ if [ -z "${RK_BIN:-}" ]; then
 fi
 if [ -z "${RK_TEST_BIN:-}" ]; then
     RK_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test reservation --no-run \
-        --message-format=json 2>/dev/null | grep '"test":true' |
+        --message-format=json 2>/dev/null | grep '"kind":\["test"\]' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
 if [ -z "${RK_NET_TEST_BIN:-}" ]; then
     RK_NET_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test net_io --no-run \
-        --message-format=json 2>/dev/null | grep '"test":true' |
+        --message-format=json 2>/dev/null | grep '"kind":\["test"\]' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
 if [ -z "${LRMD_TEST_BIN:-}" ]; then
     LRMD_TEST_BIN=$(cd "$repo" && cargo test -q -p lrmd --bin lrmd --no-run \
-        --message-format=json 2>/dev/null | grep '"test":true' |
+        --message-format=json 2>/dev/null | grep '"profile":{[^}]*"test":true' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
 [ -x "$LRMD_TEST_BIN" ] || { log "test binary $LRMD_TEST_BIN missing"; exit 1; }

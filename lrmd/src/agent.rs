@@ -20,7 +20,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 const EXIT_REPORT_TIME: Duration = Duration::from_secs(120);
 /// How often the hardware is read again; a change (a NIC, its speed or addresses, a
 /// disk, the real-time partition) makes Lrmd register again with the new report.
-pub const REDISCOVER_EVERY: Duration = Duration::from_secs(10);
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(60);
 
 /// Reads the node's hardware again (blocking).
 pub type Rediscover = Arc<dyn Fn() -> Option<Hardware> + Send + Sync>;
