@@ -39,7 +39,18 @@ file -L "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
 }
 
 # --- kernel ----------------------------------------------------------------------
-if ! ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
+# The modules egress shaping needs (veth, HTB, nf_tables with `socket cgroupv2`).
+# loop: the discovery test attaches a loop device.
+net_modules=(veth sch_htb nfnetlink crc32c_generic libcrc32c nf_tables nf_socket_ipv4
+    nf_socket_ipv6 nft_socket loop)
+modules_missing() {
+    local m
+    for m in "${net_modules[@]}"; do
+        [ -n "$(find "$cache/kernel" -name "$m.ko*" 2>/dev/null)" ] || return 0
+    done
+    return 1
+}
+if ! ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1 || modules_missing; then
     pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
         awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     if [ -z "$pkg" ]; then
@@ -52,10 +63,12 @@ if ! ls "$cache"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then
     rm -rf "$cache/dl" "$cache/kernel"
     mkdir -p "$cache/dl" "$cache/kernel"
     (cd "$cache/dl" && apt-get download "$pkg" </dev/null >&2)
-    # Only the kernel image and the two modules io.max needs (a null block device).
+    # Only the kernel image, the two modules io.max needs (a null block device) and
+    # those of egress shaping.
     dpkg-deb --fsys-tarfile "$cache"/dl/*.deb |
         tar -x -C "$cache/kernel" --wildcards './boot/vmlinuz-*' \
-            '*/kernel/fs/configfs/configfs.ko*' '*/drivers/block/null_blk/null_blk.ko*'
+            '*/kernel/fs/configfs/configfs.ko*' '*/drivers/block/null_blk/null_blk.ko*' \
+            $(printf "*/%s.ko* " "${net_modules[@]}")
     rm -rf "$cache/dl"
 fi
 vmlinuz=$(ls "$cache"/kernel/boot/vmlinuz-* | head -n1)
@@ -69,10 +82,22 @@ if [ -z "${RK_BIN:-}" ]; then
 fi
 if [ -z "${RK_TEST_BIN:-}" ]; then
     RK_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test reservation --no-run \
-        --message-format=json 2>/dev/null |
+        --message-format=json 2>/dev/null | grep '"kind":\["test"\]' |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 fi
+if [ -z "${RK_NET_TEST_BIN:-}" ]; then
+    RK_NET_TEST_BIN=$(cd "$repo" && cargo test -q -p rk --test net_io --no-run \
+        --message-format=json 2>/dev/null | grep '"kind":\["test"\]' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+fi
+if [ -z "${LRMD_TEST_BIN:-}" ]; then
+    LRMD_TEST_BIN=$(cd "$repo" && cargo test -q -p lrmd --bin lrmd --no-run \
+        --message-format=json 2>/dev/null | grep '"profile":{[^}]*"test":true' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+fi
+[ -x "$LRMD_TEST_BIN" ] || { log "test binary $LRMD_TEST_BIN missing"; exit 1; }
 [ -x "$RK_BIN" ] || { log "rk binary $RK_BIN missing"; exit 1; }
+[ -x "$RK_NET_TEST_BIN" ] || { log "test binary $RK_NET_TEST_BIN missing"; exit 1; }
 [ -x "$RK_TEST_BIN" ] || { log "test binary $RK_TEST_BIN missing"; exit 1; }
 
 # --- initramfs -------------------------------------------------------------------
@@ -100,6 +125,15 @@ copy_bin() {
 }
 copy_bin "$(readlink -f "$RK_BIN")"
 copy_bin "$(readlink -f "$RK_TEST_BIN")"
+copy_bin "$(readlink -f "$RK_NET_TEST_BIN")"
+# iproute2 and nftables for egress shaping, in /usr/sbin ahead of busybox's applets.
+copy_bin "$(readlink -f "$LRMD_TEST_BIN")"
+for tool in ip tc nft losetup; do
+    src=$(readlink -f "$(command -v "$tool")")
+    copy_bin "$src"
+    [ "$src" = "/usr/sbin/$tool" ] || { mkdir -p "$root/usr/sbin"; cp "$root$src" "$root/usr/sbin/$tool"; }
+done
+printf '%s\n' "${net_modules[@]}" >"$root/lib/modules/net-modules"
 # Dynamic loader at its canonical path.
 for ld in /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2; do
     [ -e "$ld" ] && { mkdir -p "$root$(dirname "$ld")"; cp -L "$ld" "$root$ld"; }
@@ -107,6 +141,8 @@ done
 find "$cache/kernel" -name '*.ko*' -exec cp {} "$root/lib/modules/" \;
 sed -e "s|@RK_BIN@|$(readlink -f "$RK_BIN")|g" \
     -e "s|@RK_TEST_BIN@|$(readlink -f "$RK_TEST_BIN")|g" \
+    -e "s|@RK_NET_TEST_BIN@|$(readlink -f "$RK_NET_TEST_BIN")|g" \
+    -e "s|@LRMD_TEST_BIN@|$(readlink -f "$LRMD_TEST_BIN")|g" \
     "$here/guest/init.sh" >"$root/init"
 chmod +x "$root/init"
 # /dev/console must be in the archive: the kernel opens it before /init runs.
@@ -129,7 +165,7 @@ elapsed=$(($(date +%s) - start))
 log "guest ran ${elapsed}s (qemu exit $qemu_rc)"
 
 # --- verdict ---------------------------------------------------------------------
-expected=(host bandwidth deadline oom pids io ledger lifecycle teardown done)
+expected=(host bandwidth deadline oom pids io ledger lifecycle net discovery teardown done)
 fail=0
 grep -a '^RKCHECK ' "$guest_log" | tr -d '\r' >&2 || true
 for check in "${expected[@]}"; do

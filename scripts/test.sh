@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 require_root
 step "Installing what is needed"
 ensure_build_packages
-# qemu and busybox: the pure cgroup-v2 guest; iproute2: network namespaces; CBC: the
+# qemu and busybox: the pure cgroup-v2 guest; iproute2 and nftables: network namespaces
+# and egress shaping (tc, nft); util-linux (losetup) is essential in Debian; CBC: the
 # exact solver Q-RAM's optimality is measured against; Xvfb, Mesa and ImageMagick: the
 # GUI's screenshots; the rest: eframe's build.
-apt_install qemu-system-x86 busybox-static cpio iproute2 jq coinor-libcbc-dev \
+apt_install qemu-system-x86 busybox-static cpio iproute2 nftables jq coinor-libcbc-dev \
   xvfb x11-apps x11-utils xauth imagemagick mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri \
   libxkbcommon-x11-0 libxkbcommon-dev libwayland-dev libx11-dev libxcursor-dev libxrandr-dev libxi-dev
 ensure_rust

@@ -147,6 +147,7 @@ fn hardware() -> Hardware {
         rt_runtime_us: 950_000,
         rt_period_us: 1_000_000,
         cgroup_mode: "unified".into(),
+        ..Default::default()
     }
 }
 

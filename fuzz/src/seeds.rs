@@ -53,6 +53,8 @@ fn reservation() -> Reservation {
         memory_max_bytes: 16 << 20,
         memory_min_bytes: 16 << 20,
         pids_max: 256,
+        net: Vec::new(),
+        io: Vec::new(),
     }
 }
 
@@ -96,6 +98,7 @@ fn hardware() -> Hardware {
         rt_runtime_us: 950_000,
         rt_period_us: 1_000_000,
         cgroup_mode: "hybrid".into(),
+        ..Default::default()
     }
 }
 

@@ -18,6 +18,31 @@ const CONNECT_TIME: Duration = Duration::from_secs(10);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 /// How long Sesco may take to take in an exit (it re-allocates before answering).
 const EXIT_REPORT_TIME: Duration = Duration::from_secs(120);
+/// How often the hardware is read again; a change (a NIC, its speed or addresses, a
+/// disk, the real-time partition) makes Lrmd register again with the new report.
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads the node's hardware again (blocking).
+pub type Rediscover = Arc<dyn Fn() -> Option<Hardware> + Send + Sync>;
+
+/// The hardware last reported, and how to read it again.
+pub struct HardwareReport {
+    pub current: Hardware,
+    pub rediscover: Rediscover,
+}
+
+/// Whether two reports differ in what Sesco plans with (the booked deadline bandwidth
+/// moves with every real-time session and is left out).
+fn hardware_changed(old: &Hardware, new: &Hardware) -> bool {
+    let strip = |h: &Hardware| {
+        let mut h = h.clone();
+        if let Some(rt) = &mut h.realtime {
+            rt.booked = 0.0;
+        }
+        h
+    };
+    strip(old) != strip(new)
+}
 
 /// How this node reaches Sesco.
 #[derive(Clone)]
@@ -35,7 +60,7 @@ type Undelivered = Arc<Mutex<Vec<ProcessExit>>>;
 /// Stays connected to Sesco for as long as the process lives.
 pub async fn run(
     config: AgentConfig,
-    hardware: Hardware,
+    mut hardware: HardwareReport,
     supervisor: Arc<Supervisor>,
     mut exits: mpsc::UnboundedReceiver<ProcessExit>,
 ) {
@@ -48,7 +73,7 @@ pub async fn run(
                 tracing::info!(sesco = %config.sesco, "connected to Sesco");
                 if let Err(e) = serve(
                     &config,
-                    &hardware,
+                    &mut hardware,
                     &supervisor,
                     &mut exits,
                     &undelivered,
@@ -93,7 +118,7 @@ async fn connect(config: &AgentConfig) -> anyhow::Result<(Peer, mpsc::Receiver<I
 
 async fn serve(
     config: &AgentConfig,
-    hardware: &Hardware,
+    hardware: &mut HardwareReport,
     supervisor: &Arc<Supervisor>,
     exits: &mut mpsc::UnboundedReceiver<ProcessExit>,
     undelivered: &Undelivered,
@@ -129,7 +154,7 @@ async fn serve_requests(
 
 async fn register_and_run(
     config: &AgentConfig,
-    hardware: &Hardware,
+    hardware: &mut HardwareReport,
     supervisor: &Arc<Supervisor>,
     exits: &mut mpsc::UnboundedReceiver<ProcessExit>,
     undelivered: &Undelivered,
@@ -143,7 +168,7 @@ async fn register_and_run(
     }
     let exited = undelivered.lock().expect("undelivered exits lock").clone();
     let registration = NodeRegistration {
-        hardware: hardware.clone(),
+        hardware: hardware.current.clone(),
         running: supervisor.running(),
         exited: exited.clone(),
         lrmd_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -165,8 +190,20 @@ async fn register_and_run(
     let heartbeat_every = Duration::from_millis(accepted.heartbeat_ms.max(100));
     let mut tick = tokio::time::interval(heartbeat_every);
     let mut meter = CpuMeter::default();
+    let mut rediscovery = tokio::time::interval(REDISCOVER_EVERY);
+    rediscovery.tick().await;
     let result = loop {
         tokio::select! {
+            _ = rediscovery.tick() => {
+                let read = hardware.rediscover.clone();
+                if let Ok(Some(new)) = tokio::task::spawn_blocking(move || read()).await
+                    && hardware_changed(&hardware.current, &new)
+                {
+                    tracing::info!(node = %config.node, "hardware changed; registering again");
+                    hardware.current = new;
+                    break Ok(());
+                }
+            }
             _ = tick.tick() => {
                 let heartbeat = NodeHeartbeat {
                     cpu_busy: meter.sample(),

@@ -2,6 +2,7 @@
 
 mod agent;
 mod discovery;
+mod reservation;
 mod supervisor;
 
 use std::path::PathBuf;
@@ -115,14 +116,21 @@ fn main() -> anyhow::Result<()> {
         .context("this host cannot enforce reservations")?;
     host.require_set_ids()
         .context("lrmd must be able to start processes as session users")?;
-    let hardware = discovery::discover(
-        &format!("{:?}", host.mode).to_lowercase(),
-        host.online_cpu_count() as u32,
-    )
-    .context("cannot discover this node's hardware")?;
+    let hardware = discovery::discover(&kernel, &discovery::Roots::default())
+        .context("cannot discover this node's hardware")?;
+    let rediscover: agent::Rediscover = {
+        let kernel = kernel.clone();
+        std::sync::Arc::new(move || {
+            discovery::discover(&kernel, &discovery::Roots::default())
+                .map_err(|e| tracing::warn!(error = %e, "cannot read the hardware again"))
+                .ok()
+        })
+    };
     tracing::info!(
         node,
         cpus = hardware.cpus,
+        nics = hardware.nics.len(),
+        disks = hardware.block_devices.len(),
         memory_mib = hardware.memory_bytes >> 20,
         cgroups = %hardware.cgroup_mode,
         base,
@@ -155,7 +163,12 @@ fn main() -> anyhow::Result<()> {
             tls,
         };
         tokio::select! {
-            _ = agent::run(config, hardware, supervisor, exit_rx) => Ok(()),
+            _ = agent::run(
+                config,
+                agent::HardwareReport { current: hardware, rediscover },
+                supervisor,
+                exit_rx,
+            ) => Ok(()),
             _ = shutdown_signal() => {
                 tracing::info!("shutting down; session processes keep running and are re-attached on restart");
                 Ok(())

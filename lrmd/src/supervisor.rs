@@ -115,6 +115,8 @@ pub fn rk_spec(reservation: &Reservation) -> ReservationSpec {
         memory_max: Some(reservation.memory_max_bytes),
         memory_min: Some(reservation.memory_min_bytes),
         pids_max: Some(reservation.pids_max),
+        io: crate::reservation::io_limits(&reservation.io),
+        net: crate::reservation::net_limits(&reservation.net),
         ..Default::default()
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::session::{ExitStatus, ProcessUsage, Reservation, SessionId, SetPoint};
 
 /// What an Lrmd discovered about its node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hardware {
     pub hostname: String,
     pub kernel: String,
@@ -21,6 +21,77 @@ pub struct Hardware {
     pub rt_period_us: u64,
     /// `unified`, `hybrid` or `legacy`.
     pub cgroup_mode: String,
+    /// Sockets, cores, threads and NUMA nodes.
+    #[serde(default)]
+    pub topology: CpuTopology,
+    /// Network interfaces, virtual ones marked.
+    #[serde(default)]
+    pub nics: Vec<Nic>,
+    /// Block devices (whole disks, loop and null devices; no partitions).
+    #[serde(default)]
+    pub block_devices: Vec<BlockDevice>,
+    /// The real-time partition deadline reservations run in, and its bound.
+    #[serde(default)]
+    pub realtime: Option<RealtimePartition>,
+}
+
+/// How the node's CPUs are laid out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTopology {
+    /// Physical packages.
+    pub sockets: u32,
+    /// Physical cores over all sockets.
+    pub cores: u32,
+    /// Hardware threads (logical CPUs) online.
+    pub threads: u32,
+    pub numa_nodes: Vec<NumaNode>,
+}
+
+/// One NUMA node: its CPUs and memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NumaNode {
+    pub id: u32,
+    pub cpus: Vec<u32>,
+    pub memory_bytes: u64,
+}
+
+/// A network interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Nic {
+    pub name: String,
+    /// `aa:bb:cc:dd:ee:ff`, when the interface has one.
+    pub mac: Option<String>,
+    /// Addresses with prefix length, e.g. `10.0.0.2/24`, `fe80::1/64`.
+    pub addresses: Vec<String>,
+    pub mtu: u32,
+    /// Link speed in Mbit/s, when the driver reports one.
+    pub speed_mbps: Option<u64>,
+    /// Operational state: `up`, `down`, `unknown`, ...
+    pub state: String,
+    /// No device behind it (loopback, veth, bridge, tun, ...).
+    pub is_virtual: bool,
+}
+
+/// A block device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlockDevice {
+    pub name: String,
+    pub size_bytes: u64,
+    pub rotational: bool,
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// The CPUs real-time (SCHED_DEADLINE) reservations run on, and how much deadline
+/// bandwidth the kernel admits there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RealtimePartition {
+    pub cpus: Vec<u32>,
+    /// CPUs × sched_rt_runtime_us / sched_rt_period_us, less what the kernel's own
+    /// deadline servers hold: the most deadline bandwidth the kernel admits, in CPUs.
+    pub deadline_bound: f64,
+    /// Deadline bandwidth already booked on the host, in CPUs (every Lrmd on it).
+    pub booked: f64,
 }
 
 impl Hardware {

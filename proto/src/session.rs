@@ -164,6 +164,31 @@ pub struct Reservation {
     pub memory_min_bytes: u64,
     /// Maximum number of tasks.
     pub pids_max: u64,
+    /// Egress bandwidth per network interface.
+    #[serde(default)]
+    pub net: Vec<NetReservation>,
+    /// Block I/O limits per device.
+    #[serde(default)]
+    pub io: Vec<IoReservation>,
+}
+
+/// Egress bandwidth on one network interface, enforced by a traffic class of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetReservation {
+    pub interface: String,
+    /// Megabits per second.
+    pub egress_mbps: f64,
+}
+
+/// Block I/O limits on one device; `None` leaves that direction unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IoReservation {
+    /// The device by name, e.g. `sda` or `loop0` (its node is `/dev/NAME`).
+    pub device: String,
+    pub read_bytes_per_sec: Option<u64>,
+    pub write_bytes_per_sec: Option<u64>,
+    pub read_iops: Option<u64>,
+    pub write_iops: Option<u64>,
 }
 
 impl fmt::Display for Reservation {
@@ -173,7 +198,22 @@ impl fmt::Display for Reservation {
             "{}, {} MiB",
             self.cpu,
             self.memory_max_bytes / (1024 * 1024)
-        )
+        )?;
+        for n in &self.net {
+            write!(f, ", {:.1} Mbit/s out on {}", n.egress_mbps, n.interface)?;
+        }
+        for io in &self.io {
+            let mb =
+                |b: Option<u64>| b.map_or("-".to_string(), |b| format!("{:.1}", b as f64 / 1e6));
+            write!(
+                f,
+                ", {} read {} / write {} MB/s",
+                io.device,
+                mb(io.read_bytes_per_sec),
+                mb(io.write_bytes_per_sec)
+            )?;
+        }
+        Ok(())
     }
 }
 

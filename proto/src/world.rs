@@ -229,6 +229,28 @@ pub struct ProcessDef {
     pub pids_max: u64,
     #[serde(default)]
     pub node: NodeRequirement,
+    /// Base egress bandwidth demand, Mbit/s (0: none reserved).
+    #[serde(default)]
+    pub net_mbps: f64,
+    /// The interface the bandwidth is reserved on; empty means the node's default-route
+    /// interface.
+    #[serde(default)]
+    pub net_interface: String,
+    /// The block device (by name, e.g. `sda`, `loop0`) the I/O limits apply to.
+    #[serde(default)]
+    pub io_device: Option<String>,
+    /// Read limit on `io_device`, MB/s (10^6 bytes per second).
+    #[serde(default)]
+    pub io_read_mbps: Option<f64>,
+    /// Write limit on `io_device`, MB/s (10^6 bytes per second).
+    #[serde(default)]
+    pub io_write_mbps: Option<f64>,
+    /// Read operations per second on `io_device`.
+    #[serde(default)]
+    pub io_read_iops: Option<u64>,
+    /// Write operations per second on `io_device`.
+    #[serde(default)]
+    pub io_write_iops: Option<u64>,
 }
 
 /// A QoS dimension: levels from lowest to highest quality.
@@ -255,6 +277,8 @@ pub struct LevelDef {
     pub cpu_scale: f64,
     #[serde(default = "one")]
     pub memory_scale: f64,
+    #[serde(default = "one")]
+    pub net_scale: f64,
 }
 
 /// One step of a path into the world, e.g. `applications[1].variants[0].name`.
@@ -570,6 +594,7 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
                         c.fail("env", format!("'{key}' is not a valid variable name"));
                     }
                 }
+                check_process_net_io(c, process);
             })
         });
     }
@@ -588,6 +613,7 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
                             c.non_negative("utility", level.utility);
                             c.positive("cpu_scale", level.cpu_scale);
                             c.positive("memory_scale", level.memory_scale);
+                            c.positive("net_scale", level.net_scale);
                             if !level.value.is_finite() {
                                 c.fail("value", "must be a finite number");
                             }
@@ -661,6 +687,78 @@ fn check_variant(c: &mut Checker, variant: &VariantDef) {
     }
 }
 
+/// Interface and block device names as the kernel shows them: 1–15 characters (the
+/// kernel's `IFNAMSIZ` less one) of letters, digits, `.`, `_`, `-` and `:` (no `/`).
+pub fn check_device_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a device name (1-15 letters, digits, '.', '_', '-' or ':')"
+        ))
+    }
+}
+
+fn check_process_net_io(c: &mut Checker, process: &ProcessDef) {
+    c.non_negative("net_mbps", process.net_mbps);
+    if !process.net_interface.is_empty()
+        && let Err(reason) = check_device_name(&process.net_interface)
+    {
+        c.fail("net_interface", reason);
+    }
+    for (field, value) in [
+        ("io_read_mbps", process.io_read_mbps),
+        ("io_write_mbps", process.io_write_mbps),
+    ] {
+        if let Some(v) = value {
+            c.positive(field, v);
+            // The kernel takes whole bytes per second.
+            if v.is_finite() && v * 1e6 > u64::MAX as f64 / 2.0 {
+                c.fail(field, format!("{v} MB/s is out of range"));
+            }
+        }
+    }
+    for (field, value) in [
+        ("io_read_iops", process.io_read_iops),
+        ("io_write_iops", process.io_write_iops),
+    ] {
+        if value == Some(0) {
+            c.fail(field, "must allow at least one operation per second");
+        }
+    }
+    let limits = [
+        process.io_read_mbps.is_some(),
+        process.io_write_mbps.is_some(),
+        process.io_read_iops.is_some(),
+        process.io_write_iops.is_some(),
+    ];
+    match &process.io_device {
+        Some(device) => {
+            if let Err(reason) = check_device_name(device) {
+                c.fail("io_device", reason);
+            }
+            if !limits.contains(&true) {
+                c.fail(
+                    "io_device",
+                    "names a device but sets no limit (io_read_mbps, io_write_mbps, io_read_iops or io_write_iops)",
+                );
+            }
+        }
+        None => {
+            if limits.contains(&true) {
+                c.fail("io_device", "I/O limits need the device they apply to");
+            }
+        }
+    }
+}
+
 impl fmt::Display for CpuClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -677,5 +775,69 @@ impl fmt::Display for RestartMode {
             Self::OnFailure => "on-failure",
             Self::Always => "always",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant_with(process: &str) -> Result<(), Vec<WorldError>> {
+        let text = format!(
+            r#"
+name = "app"
+[[variants]]
+name = "v"
+[[variants.processes]]
+name = "p"
+command = ["true"]
+cpu = 0.1
+memory_mb = 8
+{process}
+[[variants.dimensions]]
+name = "rate"
+[[variants.dimensions.levels]]
+name = "low"
+utility = 1
+net_scale = 2
+"#
+        );
+        let app: ApplicationDef = toml::from_str(&text).expect("parses");
+        app.validate()
+    }
+
+    fn reasons(r: Result<(), Vec<WorldError>>) -> Vec<String> {
+        r.err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn net_and_io_demands_are_accepted() {
+        variant_with("net_mbps = 10\nnet_interface = \"eth0\"").unwrap();
+        variant_with("io_device = \"loop0\"\nio_write_mbps = 5\nio_read_iops = 100").unwrap();
+    }
+
+    #[test]
+    fn bad_net_and_io_demands_are_named() {
+        let r = reasons(variant_with("net_mbps = -1"));
+        assert!(r[0].contains("processes[0].net_mbps"), "{r:?}");
+        let r = reasons(variant_with("net_interface = \"../eth0\""));
+        assert!(r[0].contains("net_interface"), "{r:?}");
+        let r = reasons(variant_with("io_write_mbps = 5"));
+        assert!(
+            r[0].contains("io_device: I/O limits need the device"),
+            "{r:?}"
+        );
+        let r = reasons(variant_with("io_device = \"sda\""));
+        assert!(r[0].contains("sets no limit"), "{r:?}");
+        let r = reasons(variant_with("io_device = \"sda\"\nio_write_mbps = 0"));
+        assert!(r[0].contains("io_write_mbps: must be a positive"), "{r:?}");
+        let r = reasons(variant_with("io_device = \"sda\"\nio_read_iops = 0"));
+        assert!(r[0].contains("io_read_iops"), "{r:?}");
+        let r = reasons(variant_with("io_device = \"/dev/sda\"\nio_read_iops = 5"));
+        assert!(r[0].contains("not a device name"), "{r:?}");
     }
 }

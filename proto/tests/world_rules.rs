@@ -12,6 +12,7 @@ fn level(name: &str, utility: f64, cpu_scale: f64) -> LevelDef {
         utility,
         cpu_scale,
         memory_scale: 1.0,
+        net_scale: 1.0,
     }
 }
 
@@ -48,6 +49,13 @@ fn world() -> World {
                     memory_mb: 16.0,
                     pids_max: 16,
                     node: Default::default(),
+                    net_mbps: 0.0,
+                    net_interface: String::new(),
+                    io_device: None,
+                    io_read_mbps: None,
+                    io_write_mbps: None,
+                    io_read_iops: None,
+                    io_write_iops: None,
                 }],
                 dimensions: vec![DimensionDef {
                     name: "rate".into(),

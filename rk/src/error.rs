@@ -206,6 +206,15 @@ pub enum RkError {
     #[error("unix account {0:?} not found")]
     UnknownUser(String),
 
+    /// Setting up, changing or removing traffic shaping failed.
+    #[error("network shaping: {what}: {detail}")]
+    Net {
+        /// What was attempted (the command, or the step).
+        what: String,
+        /// Why it failed (the tool's own message).
+        detail: String,
+    },
+
     /// Plain I/O on a non-cgroup path.
     #[error("{op} {path}: {source}")]
     Io {

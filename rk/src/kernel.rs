@@ -11,6 +11,7 @@ use crate::cpulist::CpuList;
 use crate::error::{Result, RkError};
 use crate::host::Host;
 use crate::ledger::DeadlineLedger;
+use crate::net;
 use crate::owner::{
     DEFAULT_STATE_DIR, HostLock, Owner, PartitionRecord, RecordState, ReservationRecord, StateDir,
     timestamp_ms,
@@ -227,6 +228,14 @@ impl ResourceKernel {
         for io in &spec.io {
             io.device_number()?;
         }
+        for n in &spec.net {
+            if !net::interface_exists(&n.interface) {
+                return Err(RkError::InvalidSpec(format!(
+                    "network interface {:?} does not exist",
+                    n.interface
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -279,11 +288,27 @@ impl ResourceKernel {
             deadline_domain,
             created_unix_ms: timestamp_ms(),
             state: RecordState::Creating,
+            net_minor: None,
         };
+        if !spec.net.is_empty() {
+            record.net_minor = Some(free_net_minor(shared, &spec.net)?);
+        }
         let result = shared
             .state
             .write_record(&record)
-            .and_then(|_| shared.backend.create(&placement, spec));
+            .and_then(|_| shared.backend.create(&placement, spec))
+            .and_then(|_| match record.net_minor {
+                Some(minor) => {
+                    let matcher = shared.backend.net_match(&placement);
+                    let installed = matcher.and_then(|m| net::install(minor, &m, &spec.net));
+                    if installed.is_err() {
+                        let _ = shared.backend.remove(&placement);
+                        shared.backend.prune_parents(&placement);
+                    }
+                    installed
+                }
+                None => Ok(()),
+            });
         if let Err(e) = result {
             let _ = shared.state.remove_record(&self.base, name);
             if let Some(p) = made_partition {
@@ -323,8 +348,7 @@ impl ResourceKernel {
             },
         };
         // The ledger refuses before anything is touched.
-        let records = shared.state.all_records()?;
-        DeadlineLedger::from_records(&shared.host, &records).admit(&cpus, d, None)?;
+        host_ledger(shared)?.admit(&cpus, d, None)?;
         if existing.is_some() && shared.backend.partition_exists() {
             return Ok((cpus, None));
         }
@@ -417,9 +441,9 @@ impl ResourceKernel {
             && !self
                 .shared
                 .state
-                .all_records()?
+                .host_records()?
                 .iter()
-                .any(|r| r.spec.is_realtime())
+                .any(|(_, r)| r.spec.is_realtime())
         {
             dissolve_partition(&self.shared, &p)?;
         }
@@ -429,9 +453,49 @@ impl ResourceKernel {
     /// The deadline ledger as it stands (every reservation on the host).
     pub fn ledger(&self) -> Result<DeadlineLedger> {
         let _lock = self.shared.state.lock()?;
-        let records = self.shared.state.all_records()?;
-        Ok(DeadlineLedger::from_records(&self.shared.host, &records))
+        host_ledger(&self.shared)
     }
+
+    /// The CPUs of the real-time partition: the existing partition's, else those a
+    /// first real-time reservation would get (the configured ones, else the host's
+    /// last CPU). `None` when the host cannot have one.
+    pub fn realtime_cpus(&self) -> Result<Option<CpuList>> {
+        if let Some(p) = self.shared.state.read_partition()? {
+            return Ok(Some(p.cpus));
+        }
+        if let Some(c) = &self.shared.realtime_cpus {
+            return Ok(Some(c.clone()));
+        }
+        Ok(default_realtime_cpus(&self.shared.host).ok())
+    }
+}
+
+/// The deadline ledger over every reservation on the host (every state directory);
+/// other state directories' reservations are keyed `STATE_DIR:BASE/NAME`. Caller holds
+/// the lock.
+pub(crate) fn host_ledger(shared: &Shared) -> Result<DeadlineLedger> {
+    Ok(DeadlineLedger::from_records(
+        &shared.host,
+        &host_records_keyed(shared)?,
+    ))
+}
+
+/// Every record on the host, those of other state directories with their base
+/// prefixed by the directory.
+pub(crate) fn host_records_keyed(shared: &Shared) -> Result<Vec<ReservationRecord>> {
+    let own = std::fs::canonicalize(shared.state.root())
+        .unwrap_or_else(|_| shared.state.root().to_path_buf());
+    Ok(shared
+        .state
+        .host_records()?
+        .into_iter()
+        .map(|(root, mut r)| {
+            if root != own {
+                r.base = format!("{}:{}", root.display(), r.base);
+            }
+            r
+        })
+        .collect())
 }
 
 pub(crate) fn dissolve_partition(shared: &Shared, record: &PartitionRecord) -> Result<()> {
@@ -439,6 +503,15 @@ pub(crate) fn dissolve_partition(shared: &Shared, record: &PartitionRecord) -> R
     shared.state.remove_partition()?;
     tracing::info!(cpus = %record.cpus, "real-time partition dissolved");
     Ok(())
+}
+
+/// A traffic class minor that no reservation on the host holds.
+pub(crate) fn free_net_minor(shared: &Shared, limits: &[crate::spec::NetLimit]) -> Result<u16> {
+    let taken: Vec<u16> = host_records_keyed(shared)?
+        .iter()
+        .filter_map(|r| r.net_minor)
+        .collect();
+    net::free_minor(&taken, limits)
 }
 
 fn check_realtime_cpus(host: &Host, cpus: &CpuList) -> Result<()> {

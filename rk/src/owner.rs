@@ -19,6 +19,11 @@ use crate::spec::ReservationSpec;
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/rk";
 
+/// The host's one rk directory, whatever state directories its users pick: the
+/// host-wide lock and the list of state directories in use, so that the deadline
+/// ledger and the traffic classes see every reservation on the host.
+pub const HOST_DIR: &str = "/run/rk-host";
+
 /// Which cgroup backend made a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +120,10 @@ pub struct ReservationRecord {
     pub created_unix_ms: u64,
     /// Lifecycle state.
     pub state: RecordState,
+    /// The minor of its traffic classes (`4b52:MINOR` on every interface it is limited
+    /// on) and of its nftables table, when it has egress limits.
+    #[serde(default)]
+    pub net_minor: Option<u16>,
 }
 
 /// Settings the real-time partition changed and must restore when it is dissolved.
@@ -136,9 +145,28 @@ pub struct StateDir {
     root: PathBuf,
 }
 
-/// An exclusive hold on the host lock; released on drop.
+/// An exclusive hold on the host-wide lock and the state directory's lock; released
+/// on drop.
 pub struct HostLock {
-    _lock: Flock<File>,
+    _state: Flock<File>,
+    _host: Flock<File>,
+}
+
+fn flock(dir: &Path) -> Result<Flock<File>> {
+    std::fs::create_dir_all(dir).map_err(|e| RkError::io("create directory", dir, e))?;
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| RkError::io("open", &path, e))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| RkError::io("flock", &path, std::io::Error::from(e)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn now_ms() -> u64 {
@@ -171,20 +199,57 @@ impl StateDir {
         &self.root
     }
 
-    /// Takes the host lock (blocking).
+    /// Takes the host-wide lock, then this state directory's (blocking), and lists
+    /// this state directory among the host's.
     pub fn lock(&self) -> Result<HostLock> {
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| RkError::io("create directory", &self.root, e))?;
-        let path = self.root.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| RkError::io("open", &path, e))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| RkError::io("flock", &path, std::io::Error::from(e)))?;
-        Ok(HostLock { _lock: lock })
+        let host = flock(Path::new(HOST_DIR))?;
+        let state = flock(&self.root)?;
+        let listed = self.listing_path();
+        if !listed.exists() {
+            let canonical = std::fs::canonicalize(&self.root)
+                .map_err(|e| RkError::io("resolve", &self.root, e))?;
+            write_atomic(&listed, canonical.as_os_str().as_encoded_bytes())?;
+        }
+        Ok(HostLock {
+            _state: state,
+            _host: host,
+        })
+    }
+
+    fn listing_path(&self) -> PathBuf {
+        let canonical = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        Path::new(HOST_DIR)
+            .join("state-dirs")
+            .join(hex(canonical.as_os_str().as_encoded_bytes()))
+    }
+
+    /// Every reservation record on the host, in every listed state directory that still
+    /// exists, each with its state directory (canonical). Caller holds the lock.
+    pub fn host_records(&self) -> Result<Vec<(PathBuf, ReservationRecord)>> {
+        let dir = Path::new(HOST_DIR).join("state-dirs");
+        let own = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let mut roots = vec![own.clone()];
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let root = PathBuf::from(text);
+            if !root.is_dir() {
+                // A state directory removed with its records (a test's temporary one).
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            if !roots.contains(&root) {
+                roots.push(root);
+            }
+        }
+        let mut out = Vec::new();
+        for root in roots {
+            for r in StateDir::new(&root).all_records()? {
+                out.push((root.clone(), r));
+            }
+        }
+        Ok(out)
     }
 
     fn reservations_dir(&self) -> PathBuf {
@@ -280,7 +345,8 @@ impl StateDir {
     }
 
     fn partition_path(&self) -> PathBuf {
-        self.root.join("realtime-partition.json")
+        // One partition per host, whichever state directory made it.
+        Path::new(HOST_DIR).join("realtime-partition.json")
     }
 
     /// The real-time partition record, if a partition exists.

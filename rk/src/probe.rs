@@ -321,3 +321,173 @@ mod tests {
         assert_eq!(r.misses, 1);
     }
 }
+
+/// Result of [`net_sink`]: what one TCP connection delivered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetSinkReport {
+    /// Bytes received in all.
+    pub bytes: u64,
+    /// Seconds from the first byte to the end of the measurement.
+    pub seconds: f64,
+    /// Bytes received in each bucket of `bucket_ms`, from the first byte on.
+    pub buckets: Vec<u64>,
+    /// Bucket length, milliseconds.
+    pub bucket_ms: u64,
+}
+
+/// Accepts one TCP connection on `listen` and counts what arrives for `seconds` after
+/// its first byte, in buckets of `bucket_ms`.
+pub fn net_sink(
+    listen: std::net::SocketAddr,
+    seconds: f64,
+    bucket_ms: u64,
+) -> std::io::Result<NetSinkReport> {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind(listen)?;
+    let (mut stream, _) = listener.accept()?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let first = stream.read(&mut buf)?;
+    let start = Instant::now();
+    // Tells whoever watches (a test timing a change) when the measurement began.
+    eprintln!("net-sink: first byte");
+    let total = Duration::from_secs_f64(seconds);
+    let bucket = Duration::from_millis(bucket_ms.max(1));
+    let mut buckets = vec![0u64; (total.as_millis() / bucket.as_millis()).max(1) as usize];
+    buckets[0] = first as u64;
+    let mut bytes = first as u64;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= total {
+            break;
+        }
+        stream.set_read_timeout(Some((total - elapsed).max(Duration::from_millis(1))))?;
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let at = start.elapsed();
+        if at >= total {
+            break;
+        }
+        let i = ((at.as_millis() / bucket.as_millis()) as usize).min(buckets.len() - 1);
+        buckets[i] += n as u64;
+        bytes += n as u64;
+    }
+    Ok(NetSinkReport {
+        bytes,
+        seconds: total.as_secs_f64(),
+        buckets,
+        bucket_ms: bucket.as_millis() as u64,
+    })
+}
+
+/// Result of [`net_send`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetSendReport {
+    /// Bytes handed to the socket.
+    pub bytes: u64,
+    /// Seconds spent sending.
+    pub seconds: f64,
+}
+
+/// Connects to `to` (retrying for up to five seconds while nothing listens) and sends
+/// as fast as the socket takes data for `seconds`.
+pub fn net_send(to: std::net::SocketAddr, seconds: f64) -> std::io::Result<NetSendReport> {
+    use std::io::Write;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let buf = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    let total = Duration::from_secs_f64(seconds);
+    let mut bytes = 0u64;
+    stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+    while start.elapsed() < total {
+        match stream.write(&buf) {
+            Ok(n) => bytes += n as u64,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            // The sink stops reading when its measurement ends.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(NetSendReport {
+        bytes,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Result of [`direct_write`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DirectWriteReport {
+    /// Bytes written.
+    pub bytes: u64,
+    /// Seconds the writes took.
+    pub seconds: f64,
+    /// bytes / seconds.
+    pub bytes_per_sec: f64,
+}
+
+/// Writes `bytes` to `path` (a block device or file) with `O_DIRECT | O_SYNC` in
+/// aligned 256 KiB blocks, so the page cache cannot absorb them, and times it.
+pub fn direct_write(path: &std::path::Path, bytes: u64) -> std::io::Result<DirectWriteReport> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: usize = 256 * 1024;
+    let layout = std::alloc::Layout::from_size_align(BLOCK, 4096).expect("valid layout");
+    // SAFETY: the layout has a non-zero size; the memory is freed below.
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return Err(std::io::Error::other("out of memory"));
+    }
+    // SAFETY: ptr points to BLOCK initialised (zeroed) bytes owned here.
+    let buf = unsafe { std::slice::from_raw_parts(ptr, BLOCK) };
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT | libc::O_SYNC)
+            .open(path)?;
+        let start = Instant::now();
+        let mut written = 0u64;
+        while written < bytes {
+            written += file.write(buf)? as u64;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(DirectWriteReport {
+            bytes: written,
+            seconds,
+            bytes_per_sec: written as f64 / seconds,
+        })
+    })();
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(ptr, layout) };
+    result
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::deadline;
 use crate::error::{Result, RkError};
-use crate::kernel::{Shared, dissolve_partition};
-use crate::ledger::DeadlineLedger;
+use crate::kernel::{Shared, dissolve_partition, free_net_minor, host_ledger};
+use crate::net;
 use crate::owner::{Owner, Placement, RecordState, ReservationRecord};
 use crate::spec::{CpuReservation, ReservationSpec};
 use crate::usage::Usage;
@@ -151,13 +151,8 @@ impl Reservation {
 
         let _lock = self.shared.state.lock()?;
         if let (Some(d), Some(domain)) = (spec.deadline(), &self.record.deadline_domain) {
-            let records = self.shared.state.all_records()?;
             let me = format!("{}/{}", self.record.base, self.record.name);
-            DeadlineLedger::from_records(&self.shared.host, &records).admit(
-                domain,
-                d,
-                Some(&me),
-            )?;
+            host_ledger(&self.shared)?.admit(domain, d, Some(&me))?;
             let present = self.deadline_threads()?;
             if present.len() as u32 > d.tasks {
                 return Err(RkError::DeadlineTasksExhausted {
@@ -178,10 +173,35 @@ impl Reservation {
         }
         self.shared.backend.apply(&self.record.placement, spec)?;
         let mut record = self.record.clone();
+        record.net_minor = self.update_net(spec)?;
         record.spec = spec.clone();
         self.shared.state.write_record(&record)?;
         self.record = record;
         Ok(())
+    }
+
+    /// Applies a new spec's egress limits (caller holds the lock): the reservation's
+    /// classes are changed in place, made on its first limit and removed with its last.
+    fn update_net(&self, spec: &ReservationSpec) -> Result<Option<u16>> {
+        let old = &self.record.spec.net;
+        let placement = &self.record.placement;
+        match (self.record.net_minor, spec.net.is_empty()) {
+            (None, true) => Ok(None),
+            (None, false) => {
+                let minor = free_net_minor(&self.shared, &spec.net)?;
+                net::install(minor, &self.shared.backend.net_match(placement)?, &spec.net)?;
+                Ok(Some(minor))
+            }
+            (Some(minor), true) => {
+                net::remove(minor, old)?;
+                Ok(None)
+            }
+            (Some(minor), false) => {
+                let matcher = self.shared.backend.net_match(placement)?;
+                net::resize(minor, &matcher, old, &spec.net)?;
+                Ok(Some(minor))
+            }
+        }
     }
 
     /// Gives every thread of running process `pid` (which must be in the reservation)
@@ -230,6 +250,10 @@ impl Reservation {
             shared.state.write_record(&record)?;
         }
         shared.backend.kill_all(placement)?;
+        if let Some(minor) = self.record.net_minor {
+            let _lock = shared.state.lock()?;
+            net::remove(minor, &self.record.spec.net)?;
+        }
         shared.backend.remove(placement)?;
         let _lock = shared.state.lock()?;
         shared.backend.prune_parents(placement);
@@ -239,9 +263,9 @@ impl Reservation {
         if self.record.spec.is_realtime() {
             let others = shared
                 .state
-                .all_records()?
+                .host_records()?
                 .iter()
-                .any(|r| r.spec.is_realtime());
+                .any(|(_, r)| r.spec.is_realtime());
             if !others && let Some(p) = shared.state.read_partition()? {
                 dissolve_partition(shared, &p)?;
             }

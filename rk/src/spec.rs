@@ -32,6 +32,81 @@ pub struct ReservationSpec {
     /// Block I/O throttles, one per named device.
     #[serde(default)]
     pub io: Vec<IoLimit>,
+    /// Egress bandwidth limits, one per network interface.
+    #[serde(default)]
+    pub net: Vec<NetLimit>,
+}
+
+/// Egress bandwidth on one network interface: a traffic class of the reservation's
+/// own, both guaranteed and capped at this rate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetLimit {
+    /// The interface, e.g. `eth0`.
+    pub interface: String,
+    /// Bits per second.
+    pub egress_bps: u64,
+}
+
+/// The smallest egress limit rk sets: 8 kbit/s (HTB's rate tables grow coarse below).
+pub const MIN_EGRESS_BPS: u64 = 8_000;
+
+/// The largest: 100 Gbit/s.
+pub const MAX_EGRESS_BPS: u64 = 100_000_000_000;
+
+impl FromStr for NetLimit {
+    type Err = RkError;
+
+    /// Parses `IFACE:RATE` with RATE in bit/s and an optional `k`, `M` or `G` suffix
+    /// (decimal, `mbit` also accepted): `eth0:10M`, `veth1:2500kbit`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            RkError::InvalidSpec(format!(
+                "net limit {s:?}: expected IFACE:RATE such as eth0:10M (bits per second)"
+            ))
+        };
+        let (interface, rate) = s.rsplit_once(':').ok_or_else(bad)?;
+        let rate = rate.trim().to_ascii_lowercase();
+        let rate = rate.strip_suffix("bit").unwrap_or(&rate);
+        let split = rate
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rate.len());
+        let (num, unit) = rate.split_at(split);
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let mult = match unit {
+            "" => 1.0,
+            "k" => 1e3,
+            "m" => 1e6,
+            "g" => 1e9,
+            _ => return Err(bad()),
+        };
+        let bps = n * mult;
+        if !bps.is_finite() || bps < 0.0 || bps > u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(NetLimit {
+            interface: interface.to_string(),
+            egress_bps: bps.round() as u64,
+        })
+    }
+}
+
+/// Interface names as the kernel takes them: 1..=15 bytes, no `/`, no white space,
+/// not `.` or `..`; rk also refuses quotes and other characters nft would need escaped.
+pub fn check_interface_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(RkError::InvalidSpec(format!(
+            "{name:?} is not a network interface name (1-15 letters, digits, . _ - : @)"
+        )))
+    }
 }
 
 /// CPU class of a reservation.
@@ -257,6 +332,31 @@ impl ReservationSpec {
                 && io.write_iops.is_none()
             {
                 return bad(format!("io limit on {} sets no limit", io.device.display()));
+            }
+            for (what, v) in [
+                ("read_bps", io.read_bps),
+                ("write_bps", io.write_bps),
+                ("read_iops", io.read_iops),
+                ("write_iops", io.write_iops),
+            ] {
+                if v == Some(0) {
+                    return bad(format!(
+                        "io limit {what} of 0 on {}: omit it to leave it unlimited",
+                        io.device.display()
+                    ));
+                }
+            }
+        }
+        for (i, net) in self.net.iter().enumerate() {
+            check_interface_name(&net.interface)?;
+            if !(MIN_EGRESS_BPS..=MAX_EGRESS_BPS).contains(&net.egress_bps) {
+                return bad(format!(
+                    "egress limit {} bit/s on {} outside {MIN_EGRESS_BPS} ..= {MAX_EGRESS_BPS}",
+                    net.egress_bps, net.interface
+                ));
+            }
+            if self.net[..i].iter().any(|n| n.interface == net.interface) {
+                return bad(format!("two egress limits on {}", net.interface));
             }
         }
         Ok(())

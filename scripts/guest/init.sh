@@ -9,9 +9,11 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /run
 # /tmp stays the initramfs's own (already writable): a tmpfs there would hide the
 # binaries copied in at their host paths, which may lie under /tmp.
-export PATH=/bin:/sbin:/usr/bin
+export PATH=/usr/sbin:/bin:/sbin:/usr/bin
 RK=@RK_BIN@
 TESTS=@RK_TEST_BIN@
+NET_TESTS=@RK_NET_TEST_BIN@
+LRMD_TESTS=@LRMD_TEST_BIN@
 cd /tmp
 
 mark() { echo "RKCHECK $*"; }
@@ -123,15 +125,33 @@ fi
 kill $R1 2>/dev/null
 wait $R1 2>/dev/null
 
+# run_tests MARK PASSED BINARY ARGS...: runs a Rust test binary; MARK is ok when
+# `test result: ok. PASSED passed` and nothing FAILED. The detail is the result line
+# and any measured figures the tests print.
+run_tests() {
+    name=$1 passed=$2
+    shift 2
+    out=$("$@" 2>&1)
+    echo "$out" | grep -E '^test |test result|Mbit|panicked'
+    if echo "$out" | grep -q "test result: ok. $passed passed" && ! echo "$out" | grep -q 'FAILED'; then
+        mark "$name" ok "$(echo "$out" | grep -E 'test result|unshaped|reserved 10 Mbit/s|before the change' | tr '\n' ' ')"
+    else
+        echo "$out" | tail -n 80
+        mark "$name" FAIL "$(echo "$out" | grep 'test result')"
+    fi
+}
+
 # lifecycle tests: create/spawn/update/freeze/adopt/clean/teardown on v2
-out=$($TESTS --test-threads=1 lifecycle_ 2>&1)
-echo "$out" | grep -E '^test |test result'
-if echo "$out" | grep -q 'test result: ok' && ! echo "$out" | grep -q 'FAILED'; then
-    mark lifecycle ok "$(echo "$out" | grep 'test result')"
-else
-    echo "$out" | tail -n 80
-    mark lifecycle FAIL "$(echo "$out" | grep 'test result')"
-fi
+run_tests lifecycle 7 $TESTS --test-threads=1 lifecycle_
+
+# egress shaping on v2 (socket cgroupv2 + HTB): the host's network tests, in the guest
+for m in $(cat /lib/modules/net-modules); do insmod /lib/modules/$m.ko* 2>/dev/null; done
+mkdir -p /run/netns
+run_tests net 3 $NET_TESTS --test-threads=1 --nocapture net
+
+# Lrmd's discovery against the guest's /sys and /proc (a veth and a loop device made
+# by the test, the real-time partition from rk)
+run_tests discovery 3 $LRMD_TESTS --test-threads=1 discovery
 
 # nothing left behind
 left=$(find /sys/fs/cgroup -mindepth 1 -type d | grep -v '^/sys/fs/cgroup/init' | head -n 5)

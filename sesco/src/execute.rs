@@ -88,12 +88,22 @@ pub(crate) enum Resize {
 }
 
 pub(crate) fn resize(old: &Reservation, new: &Reservation) -> Resize {
-    let pairs = [
+    let egress = |r: &Reservation, interface: &str| {
+        r.net
+            .iter()
+            .filter(|n| n.interface == interface)
+            .map(|n| n.egress_mbps)
+            .sum::<f64>()
+    };
+    let mut pairs = vec![
         (old.cpu.cpus(), new.cpu.cpus()),
         (old.memory_max_bytes as f64, new.memory_max_bytes as f64),
         (old.memory_min_bytes as f64, new.memory_min_bytes as f64),
         (old.pids_max as f64, new.pids_max as f64),
     ];
+    for n in old.net.iter().chain(&new.net) {
+        pairs.push((egress(old, &n.interface), egress(new, &n.interface)));
+    }
     let grows = pairs.iter().any(|(o, n)| n > o);
     let shrinks = pairs.iter().any(|(o, n)| n < o);
     match (grows, shrinks) {

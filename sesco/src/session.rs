@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sesco_proto::session::{
-    CpuReservation, DimensionLevel, ExitStatus, ProcessState, ProcessUsage, ProcessView,
-    Reservation, SessionId, SessionState, SessionView, SetPoint,
+    CpuReservation, DimensionLevel, ExitStatus, IoReservation, NetReservation, ProcessState,
+    ProcessUsage, ProcessView, Reservation, SessionId, SessionState, SessionView, SetPoint,
 };
 use sesco_proto::world::{CpuClass, VariantDef};
 
@@ -192,8 +192,19 @@ pub fn process_demand(variant: &VariantDef, process: usize, setpoint: &[u32]) ->
     (def.cpu * cpu_scale, def.memory_mb * mem_scale)
 }
 
+/// The product of the net scales a set-point's levels apply to every process's egress.
+pub fn setpoint_net_scale(variant: &VariantDef, setpoint: &[u32]) -> f64 {
+    variant
+        .dimensions
+        .iter()
+        .zip(setpoint)
+        .map(|(d, &l)| d.levels[l as usize].net_scale)
+        .product()
+}
+
 /// The reservation that backs process `process` at `setpoint`: the CPU share as a cap (or
-/// a deadline reservation), memory both guaranteed and capped at the demand.
+/// a deadline reservation), memory both guaranteed and capped at the demand, egress
+/// bandwidth at the demand (when the process declares any) and its I/O limits.
 pub fn process_reservation(variant: &VariantDef, process: usize, setpoint: &[u32]) -> Reservation {
     let (cpus, memory_mb) = process_demand(variant, process, setpoint);
     let cpu = match variant.cpu_class {
@@ -209,11 +220,35 @@ pub fn process_reservation(variant: &VariantDef, process: usize, setpoint: &[u32
         }
     };
     let memory_bytes = (memory_mb * MIB).ceil() as u64;
+    let def = &variant.processes[process];
+    let net_mbps = def.net_mbps * setpoint_net_scale(variant, setpoint);
+    let net = if net_mbps > 0.0 {
+        vec![NetReservation {
+            interface: def.net_interface.clone(),
+            egress_mbps: net_mbps,
+        }]
+    } else {
+        Vec::new()
+    };
+    let bytes = |mbps: Option<f64>| mbps.map(|m| ((m * 1e6).round() as u64).max(1));
+    let io = def
+        .io_device
+        .iter()
+        .map(|device| IoReservation {
+            device: device.clone(),
+            read_bytes_per_sec: bytes(def.io_read_mbps),
+            write_bytes_per_sec: bytes(def.io_write_mbps),
+            read_iops: def.io_read_iops,
+            write_iops: def.io_write_iops,
+        })
+        .collect();
     Reservation {
         cpu,
         memory_max_bytes: memory_bytes,
         memory_min_bytes: memory_bytes,
-        pids_max: variant.processes[process].pids_max,
+        pids_max: def.pids_max,
+        net,
+        io,
     }
 }
 
@@ -287,4 +322,58 @@ pub fn parse_minimum(
         levels[d] = l as u32;
     }
     Ok(levels)
+}
+
+#[cfg(test)]
+mod reservation_tests {
+    use super::*;
+
+    #[test]
+    fn net_and_io_parts_follow_the_setpoint() {
+        let variant: VariantDef = toml::from_str(
+            r#"
+name = "v"
+[[processes]]
+name = "sender"
+command = ["send"]
+cpu = 0.1
+memory_mb = 8
+net_mbps = 10
+net_interface = "eth0"
+io_device = "loop0"
+io_write_mbps = 5
+io_read_iops = 100
+[[processes]]
+name = "quiet"
+command = ["idle"]
+cpu = 0.1
+memory_mb = 8
+[[dimensions]]
+name = "rate"
+levels = [
+  { name = "low", utility = 1, net_scale = 1 },
+  { name = "high", utility = 2, net_scale = 5 },
+]
+"#,
+        )
+        .unwrap();
+        let low = process_reservation(&variant, 0, &[0]);
+        let high = process_reservation(&variant, 0, &[1]);
+        assert_eq!(low.net.len(), 1);
+        assert_eq!(low.net[0].interface, "eth0");
+        assert!((low.net[0].egress_mbps - 10.0).abs() < 1e-9);
+        assert!((high.net[0].egress_mbps - 50.0).abs() < 1e-9);
+        assert_eq!(
+            high.io,
+            vec![IoReservation {
+                device: "loop0".into(),
+                read_bytes_per_sec: None,
+                write_bytes_per_sec: Some(5_000_000),
+                read_iops: Some(100),
+                write_iops: None,
+            }]
+        );
+        let quiet = process_reservation(&variant, 1, &[1]);
+        assert!(quiet.net.is_empty() && quiet.io.is_empty());
+    }
 }

@@ -121,6 +121,7 @@ fn hardware() -> Hardware {
         rt_runtime_us: 1_000_000,
         rt_period_us: 1_000_000,
         cgroup_mode: "unified".into(),
+        ..Hardware::default()
     }
 }
 

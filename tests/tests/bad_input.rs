@@ -177,6 +177,8 @@ fn bad_frames_get_an_error_frame_and_a_closed_connection_and_change_nothing() {
             memory_max_bytes: 1 << 30,
             memory_min_bytes: 0,
             pids_max: 10,
+            net: Vec::new(),
+            io: Vec::new(),
         },
         setpoint: Default::default(),
     };

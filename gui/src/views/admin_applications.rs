@@ -301,6 +301,7 @@ impl Parser<'_> {
                                                 &l.memory_scale,
                                                 1.0,
                                             ),
+                                            net_scale: 1.0,
                                         },
                                     )
                                 })
@@ -354,6 +355,13 @@ impl Parser<'_> {
                     s.whole("min_cpus", &p.min_cpus, 0)
                 },
             }),
+            net_mbps: 0.0,
+            net_interface: String::new(),
+            io_device: None,
+            io_read_mbps: None,
+            io_write_mbps: None,
+            io_read_iops: None,
+            io_write_iops: None,
         }
     }
 }

@@ -96,6 +96,8 @@ pub fn session(
                 memory_max_bytes: 64 * MIB,
                 memory_min_bytes: 0,
                 pids_max: 64,
+                net: Vec::new(),
+                io: Vec::new(),
             },
             exit: None,
             control_registered: true,

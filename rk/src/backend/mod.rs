@@ -83,6 +83,9 @@ pub trait CgroupBackend: Send + Sync + fmt::Debug {
 
     /// True when the partition's cgroup exists.
     fn partition_exists(&self) -> bool;
+
+    /// How the reservation's network traffic is recognised for egress shaping.
+    fn net_match(&self, placement: &Placement) -> Result<crate::net::NetMatch>;
 }
 
 /// The backend for this host's cgroup mode.

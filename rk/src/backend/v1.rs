@@ -27,7 +27,54 @@ use crate::spec::{CpuReservation, ReservationSpec};
 use crate::usage::Usage;
 
 /// Hierarchies a reservation always joins (besides cpuset), when mounted.
-const MAIN_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "freezer", "blkio"];
+const MAIN_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "memory", "pids", "freezer", "blkio", "net_cls",
+];
+
+/// Mounts the `net_cls` hierarchy at `/sys/fs/cgroup/net_cls` when the kernel has the
+/// controller but nothing mounted it (egress shaping classifies by its classid).
+/// Returns where it is mounted, or `None` when the kernel lacks it or mounting fails
+/// (logged; only reservations with egress limits then fail).
+fn ensure_net_cls(host: &Host) -> Option<PathBuf> {
+    if let Some(p) = host.controllers.get("net_cls") {
+        return Some(p.clone());
+    }
+    let listed = std::fs::read_to_string("/proc/cgroups")
+        .ok()?
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&"net_cls") && f.get(3) == Some(&"1")
+        });
+    if !listed {
+        return None;
+    }
+    let mount = Path::new(crate::host::CGROUP_MOUNT).join("net_cls");
+    if let Err(e) = fs::mkdir(&mount) {
+        tracing::warn!(error = %e, "cannot make a mount point for net_cls");
+        return None;
+    }
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let target = c(&mount.display().to_string());
+    let (source, fstype, opts) = (c("net_cls"), c("cgroup"), c("net_cls"));
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            opts.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), mount = %mount.display(), "cannot mount the net_cls hierarchy");
+        let _ = std::fs::remove_dir(&mount);
+        return None;
+    }
+    tracing::info!(mount = %mount.display(), "mounted the net_cls hierarchy");
+    Some(mount)
+}
 
 fn missing(controller: &str, detail: &str) -> RkError {
     RkError::MissingController {
@@ -52,11 +99,16 @@ impl V1Backend {
     /// A backend for this host; fails when a required hierarchy is missing.
     pub fn new(host: &Host) -> Result<V1Backend> {
         host.require_cgroups(&["cpu", "cpuacct", "memory", "pids", "freezer"])?;
+        let net_cls = ensure_net_cls(host);
         let main = MAIN_CONTROLLERS
             .iter()
-            .filter_map(|c| host.controllers.get(*c).map(|p| (c.to_string(), p.clone())))
+            .filter_map(|c| match *c {
+                "net_cls" => net_cls.clone().map(|p| (c.to_string(), p)),
+                _ => host.controllers.get(*c).map(|p| (c.to_string(), p.clone())),
+            })
             .collect();
         Ok(V1Backend {
+            // After net_cls is mounted: cgroups-rs reads the mounts here.
             hierarchy: V1::new(),
             main,
             cpuset_root: host.controllers.get("cpuset").cloned(),
@@ -526,5 +578,16 @@ impl CgroupBackend for V1Backend {
         self.cpuset_root
             .as_ref()
             .is_some_and(|r| r.join(REALTIME_PARTITION).exists())
+    }
+
+    fn net_match(&self, placement: &Placement) -> Result<crate::net::NetMatch> {
+        self.dir_of("net_cls", placement)
+            .map(crate::net::NetMatch::NetClsDir)
+            .ok_or_else(|| {
+                missing(
+                    "net_cls",
+                    "an egress limit was asked for but the net_cls hierarchy is not mounted and cannot be",
+                )
+            })
     }
 }

@@ -350,4 +350,12 @@ impl CgroupBackend for V2Backend {
     fn partition_exists(&self) -> bool {
         self.root.join(REALTIME_PARTITION).exists()
     }
+
+    fn net_match(&self, placement: &Placement) -> Result<crate::net::NetMatch> {
+        // nft resolves the path below /sys/fs/cgroup, which is the unified mount here.
+        Ok(crate::net::NetMatch::Cgroup2 {
+            path: placement.path.clone(),
+            level: depth(&placement.path),
+        })
+    }
 }

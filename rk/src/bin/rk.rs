@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use rk::spec::{parse_duration_ns, parse_size};
 use rk::{
-    BandwidthSpec, CpuList, CpuReservation, DeadlineSpec, IoLimit, KernelConfig, ReservationSpec,
-    ResourceKernel, SpawnOptions, UnixIdentity,
+    BandwidthSpec, CpuList, CpuReservation, DeadlineSpec, IoLimit, KernelConfig, NetLimit,
+    ReservationSpec, ResourceKernel, SpawnOptions, UnixIdentity,
 };
 use serde::Serialize;
 
@@ -26,8 +26,10 @@ const DEFAULT_EXEC_BASE: &str = "rk/exec";
     long_about = "Resource kernel: run commands inside reservations the kernel enforces.\n\n\
         CPU bandwidth (cgroup cpu.max / CFS quota), real-time CPU (SCHED_DEADLINE in an exclusive \
         cpuset partition, booked in a per-host ledger that mirrors the kernel's admission), \
-        memory limit and guarantee, pids and block I/O limits. Works on unified cgroup v2 hosts \
-        and on legacy/hybrid v1 hosts. Needs CAP_SYS_ADMIN (and CAP_SYS_NICE for --deadline)."
+        memory limit and guarantee, pids and block I/O limits, and egress network bandwidth (an HTB \
+        class per reservation, its traffic classified by cgroup with nftables; needs tc and nft). \
+        Works on unified cgroup v2 hosts and on legacy/hybrid v1 hosts. Needs CAP_SYS_ADMIN (and \
+        CAP_SYS_NICE for --deadline)."
 )]
 struct Cli {
     /// Directory holding reservation metadata and the host lock.
@@ -110,6 +112,10 @@ struct ExecArgs {
     /// (e.g. /dev/vda:wbps=10M). Repeatable.
     #[arg(long = "io", value_parser = parse_io)]
     io: Vec<IoLimit>,
+    /// Egress bandwidth limit: IFACE:RATE in bit/s with k, M or G (e.g. eth0:10M).
+    /// Repeatable, one per interface.
+    #[arg(long = "net", value_parser = parse_net)]
+    net: Vec<NetLimit>,
     /// Run the command as this unix account.
     #[arg(long)]
     user: Option<String>,
@@ -150,6 +156,40 @@ enum Probe {
         #[arg(long)]
         mib: u64,
     },
+    /// Accept one TCP connection and count the bytes that arrive, per bucket of time.
+    NetSink {
+        /// Address to listen on, e.g. 10.0.0.2:5001.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Seconds to measure from the first byte.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Bucket length in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        bucket_ms: u64,
+    },
+    /// Send over TCP as fast as the connection takes it.
+    NetSend {
+        /// Where a `rk probe net-sink` listens.
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        /// Seconds to send.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Write to a device or file with O_DIRECT|O_SYNC and report the rate.
+    DirectWrite {
+        /// The block device (or file) to write; its contents are overwritten.
+        #[arg(long)]
+        path: PathBuf,
+        /// How much to write (e.g. 20M).
+        #[arg(long, value_parser = parse_bytes)]
+        bytes: u64,
+    },
+}
+
+fn parse_net(s: &str) -> Result<NetLimit, String> {
+    s.parse().map_err(|e: rk::RkError| e.to_string())
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -267,6 +307,7 @@ fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode> {
         memory_min: args.mem_min,
         pids_max: args.pids,
         io: args.io.clone(),
+        net: args.net.clone(),
     };
     spec.validate().context("invalid reservation")?;
     let identity = args
@@ -593,6 +634,21 @@ fn probe(p: &Probe) -> Result<()> {
             let got = rk::probe::allocate(*mib);
             format!("{{\"allocated_mib\":{got}}}")
         }
+        Probe::NetSink {
+            listen,
+            seconds,
+            bucket_ms,
+        } => serde_json::to_string(
+            &rk::probe::net_sink(*listen, *seconds, *bucket_ms)
+                .with_context(|| format!("sink on {listen}"))?,
+        )?,
+        Probe::NetSend { to, seconds } => serde_json::to_string(
+            &rk::probe::net_send(*to, *seconds).with_context(|| format!("sending to {to}"))?,
+        )?,
+        Probe::DirectWrite { path, bytes } => serde_json::to_string(
+            &rk::probe::direct_write(path, *bytes)
+                .with_context(|| format!("writing {}", path.display()))?,
+        )?,
     };
     println!("{json}");
     Ok(())

@@ -336,6 +336,7 @@ fn main() -> anyhow::Result<()> {
                         rt_runtime_us: 950_000,
                         rt_period_us: 1_000_000,
                         cgroup_mode: "unified".into(),
+                        ..Hardware::default()
                     },
                     name,
                     table: Mutex::default(),

@@ -319,6 +319,11 @@ impl Output {
                     )
                 });
             self.print(&format!("{} [{}] {}", n.name, n.state, hw))?;
+            if let Some(h) = &n.hardware {
+                for line in hardware_lines(h) {
+                    self.print(&format!("  {line}"))?;
+                }
+            }
             for r in &n.resources {
                 self.print(&format!(
                     "  {:<16} reserved {:>9.2} of {:>9.2} {}{}",
@@ -372,4 +377,68 @@ impl Output {
         }
         Ok(())
     }
+}
+
+/// The discovered topology, real-time partition, NICs and disks of a node, one line each.
+fn hardware_lines(h: &sesco_proto::node::Hardware) -> Vec<String> {
+    let mut out = Vec::new();
+    let t = &h.topology;
+    if t.threads > 0 {
+        let numa: Vec<String> = t
+            .numa_nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "node{} {} CPUs {} MiB",
+                    n.id,
+                    n.cpus.len(),
+                    n.memory_bytes >> 20
+                )
+            })
+            .collect();
+        out.push(format!(
+            "topology: {} socket(s), {} core(s), {} thread(s); NUMA {}",
+            t.sockets,
+            t.cores,
+            t.threads,
+            numa.join(", ")
+        ));
+    }
+    if let Some(rt) = &h.realtime {
+        let cpus: Vec<String> = rt.cpus.iter().map(u32::to_string).collect();
+        out.push(format!(
+            "real-time: CPUs {}, deadline bound {:.3} CPU, {:.3} booked",
+            cpus.join(","),
+            rt.deadline_bound,
+            rt.booked
+        ));
+    }
+    for nic in &h.nics {
+        out.push(format!(
+            "nic {}{}: {} mtu {} {}{} {}",
+            nic.name,
+            if nic.is_virtual { " (virtual)" } else { "" },
+            nic.state,
+            nic.mtu,
+            nic.speed_mbps
+                .map_or("speed unknown".to_string(), |s| format!("{s} Mbit/s")),
+            nic.mac.as_ref().map_or(String::new(), |m| format!(" {m}")),
+            nic.addresses.join(" ")
+        ));
+    }
+    for d in &h.block_devices {
+        out.push(format!(
+            "disk {} ({}:{}): {} MiB, {}",
+            d.name,
+            d.major,
+            d.minor,
+            d.size_bytes >> 20,
+            if d.rotational {
+                "rotational"
+            } else {
+                "solid-state"
+            }
+        ));
+    }
+    out
 }
