@@ -579,8 +579,11 @@ impl Committer {
         let mut survivors: Vec<String> = from.iter().filter(|n| *n != lost).cloned().collect();
         survivors.sort();
         survivors.dedup();
+        let all: Vec<u32> = (0..moved.processes.len() as u32).collect();
+        let tokens = Coordinator::issue_tokens(&mut moved, &all);
         draft.plan.start = Some(Start::new(
             id,
+            tokens,
             survivors,
             placement.placement.clone(),
             format!("node {lost} was lost; the session moves"),
@@ -804,7 +807,7 @@ fn plan_admission(
         });
     };
     let (variant, minimum) = newcomer.variants[placement.variant].clone();
-    let record = SessionRecord {
+    let mut record = SessionRecord {
         id,
         user: user.to_string(),
         application: request.application.clone(),
@@ -846,9 +849,13 @@ fn plan_admission(
             utility: record.utility(),
         },
     ));
+    let all: Vec<u32> = (0..record.processes.len() as u32).collect();
+    // The tokens' hashes are written with the session, before any process can show one.
+    let tokens = Coordinator::issue_tokens(&mut record, &all);
     let mut plan = plan;
     plan.start = Some(Start::new(
         id,
+        tokens,
         Vec::new(),
         placement.placement,
         String::new(),

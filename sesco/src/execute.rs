@@ -164,6 +164,8 @@ impl Move {
 #[derive(Debug)]
 pub(crate) struct Start {
     pub id: SessionId,
+    /// Each process's token, whose hash the committed record already holds.
+    tokens: BTreeMap<u32, String>,
     /// Nodes where processes of an earlier placement may still run: stopped first.
     stop_first: Vec<String>,
     stop_reason: String,
@@ -174,12 +176,14 @@ pub(crate) struct Start {
 impl Start {
     pub(crate) fn new(
         id: SessionId,
+        tokens: BTreeMap<u32, String>,
         stop_first: Vec<String>,
         placement: Vec<String>,
         stop_reason: String,
     ) -> Self {
         Start {
             id,
+            tokens,
             stop_first,
             stop_reason,
             nodes: nodes_of(placement.iter().map(String::as_str)),
@@ -484,13 +488,8 @@ impl Coordinator {
         }
         start.tickets.frees_done.clear();
         start.tickets.wait().await;
-        let count = self
-            .state()
-            .sessions
-            .get(&start.id)
-            .map_or(0, |s| s.processes.len() as u32);
-        let all: Vec<u32> = (0..count).collect();
-        let launched = self.launch_processes(start.id, &all).await;
+        let tokens = std::mem::take(&mut start.tokens);
+        let launched = self.launch_processes(start.id, tokens).await;
         drop(start.tickets);
         if let Err(reason) = &launched
             && let Err(e) = self
@@ -673,40 +672,56 @@ impl Coordinator {
             .await
     }
 
-    /// Steps 4–7: each process in `which` is started by its node in its reservation, with
-    /// a fresh token of its own; pids are persisted as they come. Errors name the first
-    /// process that could not start.
+    /// New tokens for processes `which` of a record: the secrets, to hand to the
+    /// processes, and their hashes written in the record, to check them against.
+    pub(crate) fn issue_tokens(record: &mut SessionRecord, which: &[u32]) -> BTreeMap<u32, String> {
+        which
+            .iter()
+            .map(|&i| {
+                let token = auth::new_secret();
+                record.processes[i as usize].token_hash = auth::secret_hash(&token);
+                (i, token)
+            })
+            .collect()
+    }
+
+    /// Starts process `which` of a session again (a restart): its token is renewed and
+    /// written before the process can present it, then it is launched.
+    pub(crate) async fn relaunch(
+        self: &Arc<Self>,
+        id: SessionId,
+        which: u32,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.update(id, move |record| {
+            let _ = tx.send(Self::issue_tokens(record, &[which]));
+        })
+        .await
+        .map_err(|e| e.message)?
+        .ok_or("the session ended")?;
+        let tokens = rx.await.map_err(|_| "the session ended".to_string())?;
+        self.launch_processes(id, tokens).await
+    }
+
+    /// Steps 4–7: each process in `tokens` is started by its node in its reservation,
+    /// with its own token (whose hash is already written); the pids are written in one
+    /// change once every node has answered. Errors name the first process that could
+    /// not start.
     pub(crate) async fn launch_processes(
         self: &Arc<Self>,
         id: SessionId,
-        which: &[u32],
+        tokens: BTreeMap<u32, String>,
     ) -> Result<(), String> {
-        let unix_account = {
+        let (unix_account, record) = {
             let state = self.state();
             let record = state.sessions.get(&id).ok_or("the session ended")?;
-            state
+            let account = state
                 .user(&record.user)
                 .map(|u| u.unix_account.clone())
-                .ok_or("the session's user no longer exists")?
+                .ok_or("the session's user no longer exists")?;
+            (account, record.clone())
         };
-        let mut tokens = BTreeMap::new();
-        for &i in which {
-            tokens.insert(i, auth::new_secret());
-        }
-        // The tokens' hashes are written before any process can present them.
-        let hashes: Vec<(u32, String)> = tokens
-            .iter()
-            .map(|(&i, t)| (i, auth::secret_hash(t)))
-            .collect();
-        let record = self
-            .update(id, move |record| {
-                for (i, hash) in hashes {
-                    record.processes[i as usize].token_hash = hash;
-                }
-            })
-            .await
-            .map_err(|e| e.message)?
-            .ok_or("the session ended")?;
+        let which: Vec<u32> = tokens.keys().copied().collect();
         let launches = which.iter().map(|&i| {
             let p = &record.processes[i as usize];
             let def = &record.variant.processes[i as usize];
@@ -737,39 +752,10 @@ impl Coordinator {
             }
         });
         let mut failure = None;
+        let mut started = Vec::new();
         for (process, node, answer) in join_all(launches).await {
             match answer {
-                Ok(Reply::ProcessStarted(started)) => {
-                    let (pid, cgroups) = (started.pid, started.cgroups.clone());
-                    let written = self
-                        .update(id, move |record| {
-                            let p = &mut record.processes[process as usize];
-                            p.pid = Some(pid);
-                            p.cgroups = cgroups;
-                            p.state = ProcessState::Running;
-                            p.exit = None;
-                            p.started_ms = Some(now_ms());
-                        })
-                        .await;
-                    if let Err(e) = written {
-                        // Not written, so not known: the node stops it when it
-                        // registers again, and the session fails below.
-                        failure.get_or_insert(format!(
-                            "process {process} on {node} started, but could not be recorded: {}",
-                            e.message
-                        ));
-                        continue;
-                    }
-                    self.emit(
-                        Some(id),
-                        Some(&node),
-                        EventKind::ProcessStarted {
-                            process,
-                            pid: started.pid,
-                            cgroups: started.cgroups,
-                        },
-                    );
-                }
+                Ok(Reply::ProcessStarted(p)) => started.push((process, node, p)),
                 other => {
                     let reason = match other {
                         Err(e) => e.message,
@@ -787,12 +773,45 @@ impl Coordinator {
                 }
             }
         }
-        if let Some(reason) = failure {
-            return Err(reason);
+        let pids: Vec<(u32, u32, Vec<String>)> = started
+            .iter()
+            .map(|(process, _, p)| (*process, p.pid, p.cgroups.clone()))
+            .collect();
+        let written = self
+            .update(id, move |record| {
+                for (process, pid, cgroups) in pids {
+                    let p = &mut record.processes[process as usize];
+                    p.pid = Some(pid);
+                    p.cgroups = cgroups;
+                    p.state = ProcessState::Running;
+                    p.exit = None;
+                    p.started_ms = Some(now_ms());
+                }
+                record.mark_running_once_started();
+            })
+            .await;
+        if let Err(e) = written {
+            // Not written, so not known: the nodes stop them when they register again,
+            // and the session fails.
+            return Err(format!(
+                "its processes started, but could not be recorded: {}",
+                e.message
+            ));
         }
-        self.update(id, SessionRecord::mark_running_once_started)
-            .await
-            .map_err(|e| e.message)?;
-        Ok(())
+        for (process, node, p) in started {
+            self.emit(
+                Some(id),
+                Some(&node),
+                EventKind::ProcessStarted {
+                    process,
+                    pid: p.pid,
+                    cgroups: p.cgroups,
+                },
+            );
+        }
+        match failure {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        }
     }
 }

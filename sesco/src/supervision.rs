@@ -141,7 +141,7 @@ impl Coordinator {
             if !waiting {
                 return;
             }
-            if let Err(reason) = this.launch_processes(session, &[index]).await {
+            if let Err(reason) = this.relaunch(session, index).await {
                 let reason = format!("process {index} could not be restarted: {reason}");
                 if let Err(e) = this
                     .end_session(session, SessionState::Failed, &reason)
