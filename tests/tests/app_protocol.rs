@@ -106,7 +106,7 @@ fn install_c_demo(cluster: &Cluster) {
     let library = bin_dir().join("libsesco_control.a");
     assert!(
         library.is_file(),
-        "{} is not built: run `cargo build --workspace` first",
+        "{} is not built: run `cargo build -p sesco-control-c` first",
         library.display()
     );
     let c = workspace().join("arq/c");
@@ -248,16 +248,16 @@ fn story(events: &[Value]) -> Vec<String> {
 fn the_c_demo_is_degraded_after_its_ack_and_raised_after_growing() {
     let cluster = Cluster::start();
     install_c_demo(&cluster);
-    add_quality_app(&cluster, "mixer", r#""mixer""#);
-    degraded_and_raised(&cluster, "mixer");
+    add_quality_app(&cluster, "c-demo", r#""mixer""#);
+    degraded_and_raised(&cluster, "c-demo");
 }
 
 #[test]
 fn the_python_demo_is_degraded_after_its_ack_and_raised_after_growing() {
     let cluster = Cluster::start();
     install_python_demo(&cluster);
-    add_quality_app(&cluster, "resampler", r#""resampler.py""#);
-    degraded_and_raised(&cluster, "resampler");
+    add_quality_app(&cluster, "python-demo", r#""resampler.py""#);
+    degraded_and_raised(&cluster, "python-demo");
 }
 
 /// A variable from a running process's environment (root reads any).
