@@ -609,3 +609,21 @@ async fn a_rust_application_inside_tokio_registers_without_panic() {
         .expect("the initial set-point again, for the new registration");
     assert_eq!(again.setpoint, initial.setpoint);
 }
+
+#[test]
+fn an_application_registers_through_lrmd_when_sesco_speaks_tls() {
+    let cluster = Cluster::start_with(sesco_e2e::ClusterOptions {
+        tls: true,
+        ..Default::default()
+    });
+    install_python_demo(&cluster);
+    add_quality_app(&cluster, "python-demo", r#""resampler.py""#);
+    let a = cluster.request(ALICE, &["python-demo"]);
+    let a_id = a["id"].as_u64().unwrap();
+    // Lrmd relayed the registration over TLS, with the authority it trusts itself.
+    let initial = wait_told(&cluster, a_id, "Initial");
+    assert_eq!(initial["setpoint"], "quality=high", "{initial}");
+    wait_for("the control port", Duration::from_secs(10), || {
+        (cluster.show(a_id)["processes"][0]["control_registered"] == true).then_some(())
+    });
+}
