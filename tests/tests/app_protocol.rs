@@ -627,3 +627,65 @@ fn an_application_registers_through_lrmd_when_sesco_speaks_tls() {
         (cluster.show(a_id)["processes"][0]["control_registered"] == true).then_some(())
     });
 }
+
+/// Lrmd restarts under a running application: the application connects to its socket
+/// again, registers again by itself, and still adapts, told before it shrinks.
+fn survives_an_lrmd_restart(cluster: &mut Cluster, application: &str) {
+    let (high, mid) = {
+        let capacity = cluster.cpu_capacity("node-a");
+        (capacity * 0.6, capacity * 0.3)
+    };
+    add_quality_app(cluster, "hog", r#""sleep", "3600""#);
+    let a = cluster.request(ALICE, &[application]);
+    let a_id = a["id"].as_u64().unwrap();
+    wait_told(cluster, a_id, "Initial");
+
+    cluster.kill_node("node-a");
+    cluster.start_node("node-a");
+    cluster.wait_node_up("node-a");
+    wait_for(
+        "the application to register again",
+        Duration::from_secs(30),
+        || {
+            (printed(cluster, a_id)
+                .iter()
+                .filter(|l| l["direction"] == "Initial")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+
+    cluster.request(BOB, &["hog", "--min", "quality=high"]);
+    let lower = wait_told(cluster, a_id, "Lower");
+    assert!(
+        near(lower["reservation_cpu"].as_f64().unwrap(), mid),
+        "{lower}"
+    );
+    assert!(
+        near(lower["kernel_cpu"].as_f64().unwrap(), high),
+        "shrunk before the application was told: {lower}"
+    );
+    assert!(near(cgroup_cpu(&cluster.show(a_id)), mid));
+    let events = cluster.events();
+    assert!(
+        positions(&events, a_id, "SetPointUnacknowledged", None).is_empty(),
+        "the re-registered application's ack did not reach Sesco: {events:#?}"
+    );
+}
+
+#[test]
+fn the_python_demo_registers_again_after_lrmd_restarts() {
+    let mut cluster = Cluster::start();
+    install_python_demo(&cluster);
+    add_quality_app(&cluster, "python-demo", r#""resampler.py""#);
+    survives_an_lrmd_restart(&mut cluster, "python-demo");
+}
+
+#[test]
+fn the_c_demo_registers_again_after_lrmd_restarts() {
+    let mut cluster = Cluster::start();
+    install_c_demo(&cluster);
+    add_quality_app(&cluster, "c-demo", r#""mixer""#);
+    survives_an_lrmd_restart(&mut cluster, "c-demo");
+}
