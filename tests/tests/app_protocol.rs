@@ -91,6 +91,21 @@ fn wait_told(cluster: &Cluster, session: u64, direction: &str) -> Value {
     )
 }
 
+/// Waits until the application says it was told `direction`, and checks it was told a
+/// reservation of `told` CPUs while the kernel enforced `enforced` CPUs on it.
+fn told_while_enforced(cluster: &Cluster, session: u64, direction: &str, told: f64, enforced: f64) {
+    let line = wait_told(cluster, session, direction);
+    assert!(
+        near(line["reservation_cpu"].as_f64().unwrap(), told),
+        "{line}"
+    );
+    assert!(
+        near(line["kernel_cpu"].as_f64().unwrap(), enforced),
+        "told {direction} while the kernel enforced {} CPUs instead of {enforced}: {line}",
+        line["kernel_cpu"]
+    );
+}
+
 /// Event-log positions of `kind` events of `session` (with `direction`, if given).
 fn positions(events: &[Value], session: u64, kind: &str, direction: Option<&str>) -> Vec<u64> {
     events
@@ -163,28 +178,12 @@ fn degraded_and_raised(cluster: &Cluster, application: &str) {
     let b_id = b["id"].as_u64().unwrap();
     let a_now = cluster.show(a_id);
     assert_eq!(a_now["setpoint"]["levels"][0]["level"], "mid", "{a_now}");
-    let lower = wait_told(cluster, a_id, "Lower");
-    assert!(
-        near(lower["reservation_cpu"].as_f64().unwrap(), mid),
-        "{lower}"
-    );
-    assert!(
-        near(lower["kernel_cpu"].as_f64().unwrap(), high),
-        "the reservation shrank before the application was told: {lower}"
-    );
+    told_while_enforced(cluster, a_id, "Lower", mid, high);
     assert!(near(cgroup_cpu(&a_now), mid), "the cgroup did not shrink");
 
     let out = cluster.arq(BOB, &["terminate", &b_id.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
-    let raise = wait_told(cluster, a_id, "Raise");
-    assert!(
-        near(raise["reservation_cpu"].as_f64().unwrap(), high),
-        "{raise}"
-    );
-    assert!(
-        near(raise["kernel_cpu"].as_f64().unwrap(), high),
-        "the application was told before its reservation grew: {raise}"
-    );
+    told_while_enforced(cluster, a_id, "Raise", high, high);
     assert!(near(cgroup_cpu(&cluster.show(a_id)), high));
 
     // The application reports what it achieves; Sesco keeps it with the process.
@@ -657,15 +656,7 @@ fn survives_an_lrmd_restart(cluster: &mut Cluster, application: &str) {
     );
 
     cluster.request(BOB, &["hog", "--min", "quality=high"]);
-    let lower = wait_told(cluster, a_id, "Lower");
-    assert!(
-        near(lower["reservation_cpu"].as_f64().unwrap(), mid),
-        "{lower}"
-    );
-    assert!(
-        near(lower["kernel_cpu"].as_f64().unwrap(), high),
-        "shrunk before the application was told: {lower}"
-    );
+    told_while_enforced(cluster, a_id, "Lower", mid, high);
     assert!(near(cgroup_cpu(&cluster.show(a_id)), mid));
     let events = cluster.events();
     assert!(
