@@ -680,3 +680,35 @@ fn the_c_demo_registers_again_after_lrmd_restarts() {
     add_quality_app(&cluster, "c-demo", r#""mixer""#);
     survives_an_lrmd_restart(&mut cluster, "c-demo");
 }
+
+#[test]
+fn lrmd_follows_sesco_across_its_restart_and_the_application_is_told_again() {
+    let mut cluster = Cluster::start();
+    install_python_demo(&cluster);
+    add_quality_app(&cluster, "python-demo", r#""resampler.py""#);
+    let a = cluster.request(ALICE, &["python-demo"]);
+    let a_id = a["id"].as_u64().unwrap();
+    wait_told(&cluster, a_id, "Initial");
+
+    cluster.kill_sesco();
+    cluster.start_sesco();
+    cluster.wait_node_up("node-a");
+    // Lrmd registered the control port again with the application's token: Sesco sends
+    // the current set-point again, and the application never reconnected itself.
+    wait_for(
+        "the set-point to be sent again",
+        Duration::from_secs(30),
+        || {
+            (printed(&cluster, a_id)
+                .iter()
+                .filter(|l| l["direction"] == "Initial")
+                .count()
+                >= 2)
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        cluster.show(a_id)["processes"][0]["control_registered"],
+        true
+    );
+}
