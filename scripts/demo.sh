@@ -10,17 +10,23 @@ cd "$(dirname "$0")/.."
 require_root
 step "Installing what is needed"
 ensure_build_packages
-apt_install jq
+apt_install jq python3
 ensure_rust
 ensure_demo_accounts
 
 step "Building (release)"
 cargo build --release --locked -p sesco -p lrmd -p arq --bins --examples
+cargo build --release --locked -p sesco-control-c --lib
 BIN=$PWD/target/release
 
 step "Installing the demo applications to /usr/local/libexec/sesco"
 install -d -m 0755 /usr/local/libexec/sesco
 install -m 0755 "$BIN/examples/encoder" "$BIN/examples/telemetry" /usr/local/libexec/sesco/
+# The C demo, against the static library; the Python demo, with its module beside it.
+cc -O2 -I arq/c/include arq/c/examples/mixer.c "$BIN/libsesco_control.a" -lpthread -ldl -lm \
+  -o /usr/local/libexec/sesco/mixer
+install -m 0755 arq/python/examples/resampler.py /usr/local/libexec/sesco/
+install -m 0644 arq/python/sesco_control.py /usr/local/libexec/sesco/
 
 RUN=/run/sesco-demo
 mkdir -p "$RUN"
@@ -84,6 +90,16 @@ last=$(as_admin --output json ls | jq '[.[] | select(.application == "encoder") 
 as_alice terminate "$last" >/dev/null
 sleep 2
 as_admin ls
+
+step "Applications in C and Python adapt too (the control protocol on Lrmd's socket)"
+as_alice request mixer
+as_bob request resampler
+sleep 3
+for app in mixer resampler; do
+  id=$(as_admin --output json ls | jq --arg app "$app" '[.[] | select(.application == $app) | .id] | max')
+  echo "$app (session $id) was told, and acknowledged:"
+  tail -n 2 /var/lib/lrmd/logs/session-"$id".main.log
+done
 
 step "Ending every session"
 for id in $(as_admin --output json ls | jq '.[].id'); do

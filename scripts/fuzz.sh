@@ -10,7 +10,7 @@ seconds=${1:-30}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(frame_decoder sesco_handlers world_file qram_instance control_port)
+    targets=(frame_decoder sesco_handlers world_file qram_instance control_port app_line)
 fi
 
 cd "$(dirname "$0")/../fuzz"

@@ -14,7 +14,8 @@ ensure_build_packages
 # and egress shaping (tc, nft); util-linux (losetup) is essential in Debian; CBC: the
 # exact solver Q-RAM's optimality is measured against; Xvfb, Mesa and ImageMagick: the
 # GUI's screenshots; the rest: eframe's build.
-apt_install qemu-system-x86 busybox-static cpio iproute2 nftables jq coinor-libcbc-dev \
+# python3: the Python demo application and module (the C one is built with build-essential's cc).
+apt_install qemu-system-x86 busybox-static cpio iproute2 nftables jq coinor-libcbc-dev python3 \
   xvfb x11-apps x11-utils xauth imagemagick mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri \
   libxkbcommon-x11-0 libxkbcommon-dev libwayland-dev libx11-dev libxcursor-dev libxrandr-dev libxi-dev
 ensure_rust
@@ -28,6 +29,8 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "Building every binary and example the end-to-end tests run"
 cargo build --locked --workspace --bins --examples
+# The C library (static and shared, header in arq/c/include): the C demo is built against it.
+cargo build --locked -p sesco-control-c --lib
 
 step "Tests"
 cargo nextest run --locked --workspace --no-fail-fast -E 'not test(/^enforcement_/)'

@@ -15,14 +15,18 @@
 //! }
 //! ```
 //!
-//! The port runs on a thread of its own, so the application need not use async code. If
-//! the connection drops (Sesco restarting), it reconnects by itself and Sesco sends the
-//! current set-point again.
+//! [`ControlPort`] runs on a thread of its own, so the application need not use async
+//! code; [`AsyncControlPort`] is the same port as a task of an application's own tokio
+//! runtime. If the connection drops (Sesco restarting), either reconnects by itself and
+//! Sesco sends the current set-point again.
+//!
+//! Applications in other languages speak the neutral protocol of [`sesco_proto::app`] to
+//! their Lrmd instead (`docs/control-protocol.md`); Lrmd relays it through an
+//! [`AsyncControlPort`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sesco_proto::control::{QosReport, SetPointAck, SetPointChange};
@@ -30,7 +34,7 @@ use sesco_proto::message::{Credentials, Hello, Reply, Request, RequestId, Role};
 use sesco_proto::peer::{self, HandshakeError, Incoming, Peer};
 use sesco_proto::transport::{self, ClientTls, TlsError};
 use sesco_proto::{ErrorCode, ErrorReply, PROTOCOL_VERSION, SessionId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Environment variables Lrmd sets for every session process.
 pub const ENV_SESSION: &str = "SESCO_SESSION_ID";
@@ -66,6 +70,10 @@ pub enum ControlError {
     Thread(std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("Sesco refused the QoS report: {}", .0.message)]
+    Report(ErrorReply),
+    #[error("the control port is closed: Sesco no longer knows this session")]
+    Closed,
 }
 
 /// Where and as whom to register.
@@ -108,15 +116,36 @@ impl ControlConfig {
 
 enum Command {
     Ack(u64),
-    Report(QosReport),
+    Report(QosReport, Option<oneshot::Sender<Result<(), ErrorReply>>>),
 }
 
-/// A registered control port.
+/// A registered control port, for applications that do not use async code: the port runs
+/// on a thread of its own.
 pub struct ControlPort {
     session: SessionId,
     changes: Mutex<std::sync::mpsc::Receiver<SetPointChange>>,
     commands: mpsc::UnboundedSender<Command>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Receiver<bool>,
+}
+
+/// A registered control port, for applications inside a tokio runtime: the port is a
+/// task on the caller's runtime, and nothing blocks.
+///
+/// ```no_run
+/// # async fn app() -> Result<(), arq::ControlError> {
+/// let mut port = arq::AsyncControlPort::register().await?;
+/// while let Some(change) = port.next_setpoint().await {
+///     // ... adapt to change.setpoint ...
+///     port.ack(&change);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct AsyncControlPort {
+    session: SessionId,
+    process: u32,
+    changes: mpsc::UnboundedReceiver<SetPointChange>,
+    commands: mpsc::UnboundedSender<Command>,
+    connected: watch::Receiver<bool>,
 }
 
 async fn connect(
@@ -146,6 +175,36 @@ async fn connect(
     }
 }
 
+fn load_tls(config: &ControlConfig) -> Result<Option<ClientTls>, ControlError> {
+    Ok(match &config.tls_ca {
+        Some(ca) => Some(ClientTls::from_ca_file(ca)?),
+        None => None,
+    })
+}
+
+/// Connects, retrying for `patience` while Sesco cannot be reached; a refusal ends it at
+/// once.
+async fn connect_patiently(
+    config: &ControlConfig,
+    tls: Option<&ClientTls>,
+    patience: Duration,
+) -> Result<(Peer, mpsc::Receiver<Incoming>), ControlError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect(config, tls).await {
+            Err(e @ (ControlError::Connect { .. } | ControlError::Handshake(_)))
+                if tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::debug!(error = %e, "Sesco not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RECONNECT_MAX);
+            }
+            other => break other,
+        }
+    }
+}
+
 impl ControlPort {
     /// Registers with the session id, token and address from the environment.
     pub fn register() -> Result<Self, ControlError> {
@@ -154,43 +213,38 @@ impl ControlPort {
 
     /// Registers with explicit settings. Keeps trying for a minute while Sesco cannot be
     /// reached (it may be restarting); fails at once if Sesco refuses the token.
-    /// Afterwards, lost connections are re-established in the background.
+    /// Afterwards, lost connections are re-established in the background. Safe to call
+    /// from inside a tokio runtime (the port has a runtime of its own, on its own
+    /// thread), though [`AsyncControlPort`] is the better fit there.
     pub fn register_with(config: ControlConfig) -> Result<Self, ControlError> {
-        let tls = match &config.tls_ca {
-            Some(ca) => Some(ClientTls::from_ca_file(ca)?),
-            None => None,
-        };
+        let tls = load_tls(&config)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ControlError::Thread)?;
-        let first = runtime.block_on(async {
-            let deadline = tokio::time::Instant::now() + REGISTER_PATIENCE;
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match connect(&config, tls.as_ref()).await {
-                    Err(e @ (ControlError::Connect { .. } | ControlError::Handshake(_)))
-                        if tokio::time::Instant::now() + delay < deadline =>
-                    {
-                        tracing::debug!(error = %e, "Sesco not reachable yet; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(RECONNECT_MAX);
-                    }
-                    other => break other,
-                }
-            }
-        })?;
         let (change_tx, change_rx) = std::sync::mpsc::channel();
         let (command_tx, command_rx) = mpsc::unbounded_channel();
-        let connected = Arc::new(AtomicBool::new(true));
-        let flag = connected.clone();
+        let (connected_tx, connected) = watch::channel(true);
+        let (registered_tx, registered) = std::sync::mpsc::channel();
         let session = config.session;
         std::thread::Builder::new()
             .name("sesco-control-port".into())
             .spawn(move || {
-                runtime.block_on(run(config, tls, first, change_tx, command_rx, flag));
+                runtime.block_on(async move {
+                    match connect_patiently(&config, tls.as_ref(), REGISTER_PATIENCE).await {
+                        Err(e) => {
+                            let _ = registered_tx.send(Err(e));
+                        }
+                        Ok(first) => {
+                            let _ = registered_tx.send(Ok(()));
+                            let deliver = move |c| change_tx.send(c).is_ok();
+                            run(config, tls, first, deliver, command_rx, connected_tx).await;
+                        }
+                    }
+                });
             })
             .map_err(ControlError::Thread)?;
+        registered.recv().map_err(|_| ControlError::Closed)??;
         Ok(Self {
             session,
             changes: Mutex::new(change_rx),
@@ -228,27 +282,130 @@ impl ControlPort {
 
     /// Tells Sesco the QoS the application achieves, e.g. `[("frame_rate", 29.7)]`.
     pub fn report_qos(&self, achieved: &[(&str, f64)]) {
-        let report = QosReport {
-            achieved: achieved.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-        };
-        let _ = self.commands.send(Command::Report(report));
+        let _ = self
+            .commands
+            .send(Command::Report(qos_report(achieved), None));
     }
 
     /// Whether the port is connected to Sesco right now.
     pub fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        *self.connected.borrow()
     }
 }
 
-/// The port's thread: serves one connection, reconnects when it drops, stops when Sesco
-/// no longer knows the session or the application dropped its handle.
+fn qos_report(achieved: &[(&str, f64)]) -> QosReport {
+    QosReport {
+        achieved: achieved.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+    }
+}
+
+impl AsyncControlPort {
+    /// Registers with the session id, token and address from the environment.
+    pub async fn register() -> Result<Self, ControlError> {
+        Self::register_with(ControlConfig::from_env()?).await
+    }
+
+    /// Registers with explicit settings, retrying for a minute while Sesco cannot be
+    /// reached; fails at once if Sesco refuses the token.
+    pub async fn register_with(config: ControlConfig) -> Result<Self, ControlError> {
+        Self::register_within(config, REGISTER_PATIENCE).await
+    }
+
+    /// [`Self::register_with`], giving up after `patience` without Sesco.
+    pub async fn register_within(
+        config: ControlConfig,
+        patience: Duration,
+    ) -> Result<Self, ControlError> {
+        let tls = load_tls(&config)?;
+        let first = connect_patiently(&config, tls.as_ref(), patience).await?;
+        let (change_tx, changes) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = watch::channel(true);
+        let (session, process) = (config.session, config.process);
+        let deliver = move |c| change_tx.send(c).is_ok();
+        tokio::spawn(run(config, tls, first, deliver, command_rx, connected_tx));
+        Ok(Self {
+            session,
+            process,
+            changes,
+            commands,
+            connected,
+        })
+    }
+
+    /// The session this process belongs to.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// The process's index in its session.
+    pub fn process(&self) -> u32 {
+        self.process
+    }
+
+    /// The next set-point change; when several are waiting, the newest (acknowledging it
+    /// settles the older ones). `None` once the port has closed for good: Sesco no longer
+    /// knows the session.
+    pub async fn next_setpoint(&mut self) -> Option<SetPointChange> {
+        let mut latest = self.changes.recv().await?;
+        while let Ok(newer) = self.changes.try_recv() {
+            latest = newer;
+        }
+        Some(latest)
+    }
+
+    /// A set-point change if one is waiting, without waiting.
+    pub fn try_next_setpoint(&mut self) -> Option<SetPointChange> {
+        let mut latest = self.changes.try_recv().ok()?;
+        while let Ok(newer) = self.changes.try_recv() {
+            latest = newer;
+        }
+        Some(latest)
+    }
+
+    /// Tells Sesco the application has adapted to `change`.
+    pub fn ack(&self, change: &SetPointChange) {
+        self.ack_sequence(change.sequence);
+    }
+
+    /// Tells Sesco the application has adapted to set-point `sequence` and the older ones.
+    pub fn ack_sequence(&self, sequence: u64) {
+        let _ = self.commands.send(Command::Ack(sequence));
+    }
+
+    /// Tells Sesco the QoS the application achieves, and waits for Sesco to take it in.
+    pub async fn report_qos(&self, achieved: &[(&str, f64)]) -> Result<(), ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Report(qos_report(achieved), Some(tx)))
+            .map_err(|_| ControlError::Closed)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ControlError::Report(e)),
+            Err(_) => Err(ControlError::Closed),
+        }
+    }
+
+    /// Whether the port is connected to Sesco right now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Follows the connection to Sesco: changes whenever it drops or comes back.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.connected.clone()
+    }
+}
+
+/// The port's task: serves one connection, reconnects when it drops, stops when Sesco no
+/// longer knows the session or the application dropped its handle.
 async fn run(
     config: ControlConfig,
     tls: Option<ClientTls>,
     first: (Peer, mpsc::Receiver<Incoming>),
-    changes: std::sync::mpsc::Sender<SetPointChange>,
+    mut deliver: impl FnMut(SetPointChange) -> bool,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    connected: Arc<AtomicBool>,
+    connected: watch::Sender<bool>,
 ) {
     let mut connection = Some(first);
     let mut delay = Duration::from_millis(100);
@@ -272,9 +429,9 @@ async fn run(
                 }
             },
         };
-        connected.store(true, Ordering::Relaxed);
-        let keep_going = serve(&peer, incoming, &changes, &mut commands).await;
-        connected.store(false, Ordering::Relaxed);
+        connected.send_replace(true);
+        let keep_going = serve(&peer, incoming, &mut deliver, &mut commands).await;
+        connected.send_replace(false);
         if !keep_going {
             peer.close(None).await;
             return;
@@ -286,7 +443,7 @@ async fn run(
 async fn serve(
     peer: &Peer,
     mut incoming: mpsc::Receiver<Incoming>,
-    changes: &std::sync::mpsc::Sender<SetPointChange>,
+    deliver: &mut impl FnMut(SetPointChange) -> bool,
     commands: &mut mpsc::UnboundedReceiver<Command>,
 ) -> bool {
     let mut pending: HashMap<u64, RequestId> = HashMap::new();
@@ -296,7 +453,7 @@ async fn serve(
                 None => return true,
                 Some(Incoming::Request { id, body: Request::ApplySetPoint(change) }) => {
                     pending.insert(change.sequence, id);
-                    if changes.send(change).is_err() {
+                    if !deliver(change) {
                         return false;
                     }
                 }
@@ -320,10 +477,13 @@ async fn serve(
                         }
                     }
                 }
-                Some(Command::Report(report)) => {
+                Some(Command::Report(report, answer)) => {
                     let peer = peer.clone();
                     tokio::spawn(async move {
-                        let _ = peer.request(Request::ReportQos(report)).await;
+                        let result = peer.request(Request::ReportQos(report)).await.map(|_| ());
+                        if let Some(answer) = answer {
+                            let _ = answer.send(result);
+                        }
                     });
                 }
             },

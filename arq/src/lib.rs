@@ -11,5 +11,5 @@ pub mod client;
 pub mod control;
 
 pub use client::{Client, ClientError, Credentials};
-pub use control::{ControlError, ControlPort};
+pub use control::{AsyncControlPort, ControlError, ControlPort};
 pub use sesco_proto as proto;

@@ -664,14 +664,55 @@ pub fn control_port() -> Vec<Vec<u8>> {
     out
 }
 
+/// Seeds of `app_line`: every message of the application protocol, in both directions,
+/// one per input and all in one stream, with bad lines among them.
+pub fn app_line() -> Vec<Vec<u8>> {
+    let lines: Vec<&[u8]> = vec![
+        br#"{"type":"hello","versions":[1,2],"token":"0123abcd","agent":"seed"}"#,
+        br#"{"type":"hello","versions":[1],"token":"t","colour":"blue"}"#,
+        br#"{"type":"ack","sequence":3}"#,
+        br#"{"type":"report","achieved":{"frame_rate":29.7,"resolution":720}}"#,
+        br#"{"type":"ping","id":7}"#,
+        br#"{"type":"welcome","version":2,"session":12,"process":0,"server":"lrmd 0.1.0"}"#,
+        br#"{"type":"setpoint","sequence":4,"direction":"lower","levels":[{"dimension":"frame_rate","level":"24fps","index":2,"value":24.0}],"reservation":{"cpu_class":"bandwidth","cpus":0.25,"memory_max_bytes":16777216,"memory_min_bytes":8388608,"pids_max":64}}"#,
+        br#"{"type":"setpoint","sequence":5,"direction":"raise","levels":[],"reservation":{"cpu_class":"deadline","cpus":0.1,"runtime_us":1000,"deadline_us":10000,"period_us":10000,"memory_max_bytes":1,"memory_min_bytes":0,"pids_max":1}}"#,
+        br#"{"type":"pong","id":7,"sesco_connected":true}"#,
+        br#"{"type":"sesco","connected":false}"#,
+        br#"{"type":"error","code":"bad_line","message":"the line is not JSON","fatal":false}"#,
+        br#"{"type":"ack","sequence":"three"}"#,
+        b"not json",
+        b"[1,2,3]",
+        br#"{"type":"teleport"}"#,
+    ];
+    let mut out: Vec<Vec<u8>> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| [&[i as u8][..], line].concat())
+        .collect();
+    let mut stream = vec![3];
+    for line in &lines {
+        stream.extend_from_slice(line);
+        stream.push(b'\n');
+    }
+    out.push(stream.clone());
+    stream.extend(std::iter::repeat_n(
+        b'x',
+        sesco_proto::app::MAX_LINE_BYTES + 5,
+    ));
+    stream.extend_from_slice(b"\n{\"type\":\"ping\"}");
+    out.push(stream);
+    out
+}
+
 /// Writes every target's seeds under `dir/<target>/`.
 pub fn write_all(dir: &Path) -> std::io::Result<()> {
-    let targets: [(&str, Vec<Vec<u8>>); 5] = [
+    let targets: [(&str, Vec<Vec<u8>>); 6] = [
         ("frame_decoder", frame_decoder()),
         ("sesco_handlers", sesco_handlers()),
         ("world_file", world_file()),
         ("qram_instance", qram_instance()),
         ("control_port", control_port()),
+        ("app_line", app_line()),
     ];
     for (target, seeds) in targets {
         let dir = dir.join(target);

@@ -76,3 +76,12 @@ fn control_port() {
         sesco_fuzz::control::check,
     );
 }
+
+#[test]
+fn app_line() {
+    run(
+        "app_line",
+        sesco_fuzz::seeds::app_line(),
+        sesco_fuzz::app_line::check,
+    );
+}

@@ -1,6 +1,7 @@
 //! Lrmd: the local resource manager of one node.
 
 mod agent;
+mod app_socket;
 mod discovery;
 mod reservation;
 mod supervisor;

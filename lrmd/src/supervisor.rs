@@ -20,6 +20,8 @@ use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
+use crate::app_socket::{self, AppSocket, Relay};
+
 /// Where the supervisor keeps things.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -58,6 +60,8 @@ struct Managed {
     stopping: bool,
     /// The last usage sample, for rates.
     last_usage: Option<(rk::Usage, std::time::Instant)>,
+    /// The process's control socket; it goes when the process does.
+    app_socket: Option<AppSocket>,
 }
 
 impl Managed {
@@ -243,6 +247,8 @@ impl Supervisor {
                 format!("cannot create scratch directory {}: {e}", scratch.display()),
             )
         })?;
+        let socket_path = app_socket::socket_path(&scratch, launch.process);
+        let app_socket = self.open_app_socket(key, &socket_path, &identity)?;
         let name = reservation_name(key);
         // A reservation of the same name left by a crash is stale: nothing runs for it.
         if let Ok(stale) = self.kernel.open(&name) {
@@ -282,6 +288,7 @@ impl Supervisor {
             .env("SESCO_SCRATCH", &scratch)
             .envs(&launch.env)
             .env("SESCO_ADDR", &self.config.sesco_addr)
+            .env(sesco_proto::app::ENV_CONTROL_SOCKET, &socket_path)
             .envs(self.config.tls_ca.iter().map(|ca| ("SESCO_TLS_CA", ca)))
             .current_dir(&scratch)
             .stdin(Stdio::null())
@@ -331,6 +338,7 @@ impl Supervisor {
                 reservation: Some(reservation),
                 stopping: false,
                 last_usage: None,
+                app_socket: Some(app_socket),
             },
         );
         let this = self.clone();
@@ -354,6 +362,28 @@ impl Supervisor {
             cgroups,
             scratch_dir: scratch.display().to_string(),
             already_running: false,
+        })
+    }
+
+    /// The control socket of a process, for its session's unix account.
+    fn open_app_socket(
+        &self,
+        (session, process): Key,
+        path: &Path,
+        identity: &UnixIdentity,
+    ) -> Result<AppSocket, ErrorReply> {
+        let relay = Relay {
+            session,
+            process,
+            sesco_addr: self.config.sesco_addr.clone(),
+            tls_ca: self.config.tls_ca.clone(),
+            uid: identity.uid,
+        };
+        app_socket::open(path, identity.gid, relay).map_err(|e| {
+            refuse(
+                ErrorCode::Internal,
+                format!("cannot create the control socket {}: {e}", path.display()),
+            )
         })
     }
 
@@ -447,6 +477,7 @@ impl Supervisor {
                 .filter(|(k, _)| k.0 == session)
                 .map(|(k, m)| {
                     m.stopping = true;
+                    m.app_socket = None;
                     (*k, m.record.pid, m.reservation.take())
                 })
                 .collect()
@@ -552,6 +583,17 @@ impl Supervisor {
                         }
                     };
                     adopted_names.push(record.reservation.clone());
+                    // The application reconnects to its socket, at the same path.
+                    let app_socket = UnixIdentity::from_user_name(&record.unix_account)
+                        .map_err(|e| e.to_string())
+                        .and_then(|identity| {
+                            let path =
+                                app_socket::socket_path(&self.scratch_of(record.session), record.process);
+                            self.open_app_socket(key, &path, &identity)
+                                .map_err(|e| e.message)
+                        })
+                        .inspect_err(|e| tracing::error!(error = %e, session = %record.session, "the re-attached process has no control socket"))
+                        .ok();
                     tracing::info!(session = %record.session, process = record.process, pid = record.pid, "re-attached");
                     let pid = record.pid;
                     self.table().insert(
@@ -561,6 +603,7 @@ impl Supervisor {
                             reservation: Some(reservation),
                             stopping: false,
                             last_usage: None,
+                            app_socket,
                         },
                     );
                     let this = self.clone();

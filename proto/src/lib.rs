@@ -13,6 +13,7 @@
 //!
 //! This crate knows nothing of the resource kernel or of the allocation policies.
 
+pub mod app;
 pub mod codec;
 pub mod control;
 pub mod error;

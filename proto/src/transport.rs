@@ -1,17 +1,25 @@
 //! How peers reach each other: plain TCP, or TLS (rustls, with the ring provider) when
 //! a certificate authority is configured. Whatever carries the bytes, the frames above
 //! are the same.
+//!
+//! TLS is the `tls` feature (on by default). Without it there is no TLS stack in the
+//! build: [`ClientTls`] and [`ServerTls`] have no values, and loading one says why.
 
 use std::io;
+#[cfg(feature = "tls")]
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use rustls::pki_types::pem::PemObject;
+#[cfg(feature = "tls")]
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+#[cfg(feature = "tls")]
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// A connected byte stream of either kind.
@@ -30,14 +38,19 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("{0} holds no PEM private key")]
     NoKey(PathBuf),
+    #[cfg(feature = "tls")]
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("cannot use {0}: this build has no TLS (the `tls` feature of sesco-proto)")]
+    NotBuilt(PathBuf),
 }
 
+#[cfg(feature = "tls")]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+#[cfg(feature = "tls")]
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_path_buf(),
@@ -53,17 +66,20 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// What a client trusts: the certificate authority that signed Sesco's certificate.
+#[cfg(feature = "tls")]
 #[derive(Clone)]
 pub struct ClientTls {
     connector: TlsConnector,
 }
 
+#[cfg(feature = "tls")]
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientTls { .. }")
     }
 }
 
+#[cfg(feature = "tls")]
 impl ClientTls {
     /// Trusts the certificates in the PEM file `ca`.
     pub fn from_ca_file(ca: &Path) -> Result<Self, TlsError> {
@@ -82,11 +98,13 @@ impl ClientTls {
 }
 
 /// Sesco's certificate and key.
+#[cfg(feature = "tls")]
 #[derive(Clone)]
 pub struct ServerTls {
     acceptor: TlsAcceptor,
 }
 
+#[cfg(feature = "tls")]
 impl ServerTls {
     /// Loads a PEM certificate chain and its PEM private key.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
@@ -112,7 +130,38 @@ impl ServerTls {
     }
 }
 
+/// Built without TLS: no client TLS configuration exists.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub enum ClientTls {}
+
+#[cfg(not(feature = "tls"))]
+impl ClientTls {
+    /// Always fails: this build has no TLS.
+    pub fn from_ca_file(ca: &Path) -> Result<Self, TlsError> {
+        Err(TlsError::NotBuilt(ca.to_path_buf()))
+    }
+}
+
+/// Built without TLS: no server TLS configuration exists.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+pub enum ServerTls {}
+
+#[cfg(not(feature = "tls"))]
+impl ServerTls {
+    /// Always fails: this build has no TLS.
+    pub fn from_files(cert: &Path, _key: &Path) -> Result<Self, TlsError> {
+        Err(TlsError::NotBuilt(cert.to_path_buf()))
+    }
+
+    pub async fn accept(&self, _stream: TcpStream) -> io::Result<BoxedStream> {
+        match *self {}
+    }
+}
+
 /// The host part of `host:port` (brackets of an IPv6 address removed).
+#[cfg_attr(not(feature = "tls"), allow(dead_code))]
 fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     host.trim_start_matches('[').trim_end_matches(']')
@@ -132,6 +181,19 @@ pub async fn connect(
     let Some(tls) = tls else {
         return Ok(Box::new(tcp));
     };
+    #[cfg(not(feature = "tls"))]
+    match *tls {}
+    #[cfg(feature = "tls")]
+    handshake(addr, tls, tcp, limit).await
+}
+
+#[cfg(feature = "tls")]
+async fn handshake(
+    addr: &str,
+    tls: &ClientTls,
+    tcp: TcpStream,
+    limit: Duration,
+) -> io::Result<BoxedStream> {
     let host = host_of(addr);
     let name = match host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
