@@ -496,8 +496,9 @@ fn held_setpoint(state: &State, session: &Session, options: &Options) -> Option<
     })
 }
 
-/// Whether the Q-RAM state still describes the live sessions: same resources and
+/// Whether the Q-RAM state still describes the live sessions (checked in debug builds): same resources and
 /// capacities, same sessions with the same weights and options, same set-points.
+#[cfg(debug_assertions)]
 fn mirrors(
     qram: &QramState,
     state: &State,
