@@ -32,7 +32,7 @@ use sesco_proto::{ErrorCode, ErrorReply, SessionId};
 use tokio::sync::oneshot;
 
 use crate::admission::{Allocator, Decision, Newcomer};
-use crate::coordinator::{Coordinator, State, now_ms};
+use crate::coordinator::{Coordinator, State, now_ms, weight_in};
 use crate::execute::{Move, Plan, Start, Stop};
 use crate::session::{SessionRecord, pending_processes, setpoint_view};
 use crate::store::Writes;
@@ -243,7 +243,9 @@ impl Committer {
                 let result = match self.relocate(coordinator, id, &lost) {
                     Ok(Some(draft)) => self
                         .commit(coordinator, draft, |state| {
-                            state.controls.retain(|(s, _), _| *s != id)
+                            let processes =
+                                state.sessions.get(&id).map_or(0, |s| s.processes.len());
+                            state.forget_controls(id, processes)
                         })
                         .map(Some),
                     other => other.map(|_| None),
@@ -634,19 +636,8 @@ impl Committer {
                     .find(|u| u.name == user.name)
                     .and_then(|u| u.password_hash.clone());
             }
-            let weight_of = |user: &str| {
-                let Some(u) = world.users.iter().find(|u| u.name == user) else {
-                    return 1.0;
-                };
-                let group = world
-                    .groups
-                    .iter()
-                    .find(|g| g.name == u.group)
-                    .map_or(1.0, |g| g.priority);
-                u.priority * group
-            };
             for record in state.sessions.values() {
-                let weight = weight_of(&record.user);
+                let weight = weight_in(&world, &record.user);
                 if (record.weight - weight).abs() > f64::EPSILON {
                     let mut r = record.clone();
                     r.weight = weight;

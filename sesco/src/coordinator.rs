@@ -159,12 +159,20 @@ impl State {
                 self.held.remove(&record.user);
             }
         }
-        self.controls.retain(|(s, _), _| *s != id);
+        self.forget_controls(id, record.processes.len());
         self.reload(
             id,
             record.processes.iter().map(|p| p.node.clone()).collect(),
         );
         Some(record)
+    }
+
+    /// Forgets the control ports of session `id`'s `processes` processes (one lookup
+    /// each, not a scan of every port).
+    pub fn forget_controls(&mut self, id: SessionId, processes: usize) {
+        for p in 0..processes as u32 {
+            self.controls.remove(&(id, p));
+        }
     }
 
     /// Recomputes the loads of `nodes` from their sessions (exactly: no drift of sums).
@@ -226,9 +234,7 @@ impl State {
 
     /// A user's weight in the allocation: user priority × group priority.
     pub fn weight_of(&self, user: &str) -> f64 {
-        let Some(u) = self.user(user) else { return 1.0 };
-        let group = self.group(&u.group).map_or(1.0, |g| g.priority);
-        u.priority * group
+        weight_in(&self.world, user)
     }
 
     /// Refreshes the node table after the world changed: declared nodes get their new
@@ -256,6 +262,19 @@ impl State {
             entry.peer.is_some()
         });
     }
+}
+
+/// A user's weight in `world`: user priority × group priority (1 for a user it lacks).
+pub fn weight_in(world: &World, user: &str) -> f64 {
+    let Some(u) = world.users.iter().find(|u| u.name == user) else {
+        return 1.0;
+    };
+    let group = world
+        .groups
+        .iter()
+        .find(|g| g.name == u.group)
+        .map_or(1.0, |g| g.priority);
+    u.priority * group
 }
 
 /// Who is on the other end of a connection.

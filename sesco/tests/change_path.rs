@@ -315,6 +315,21 @@ impl Fixture {
         self.coordinator.state().sessions[&id].setpoint.clone()
     }
 
+    /// What memory holds of the sessions: ids, set-points, hera's count, node-a's load.
+    fn memory(&self) -> (Vec<SessionId>, Vec<Vec<u32>>, usize, Option<f64>) {
+        let state = self.coordinator.state();
+        (
+            state.sessions.keys().copied().collect(),
+            state
+                .sessions
+                .values()
+                .map(|s| s.setpoint.clone())
+                .collect(),
+            state.held_by("hera"),
+            state.load_on("node-a").map(|l| l.reserved_cpu),
+        )
+    }
+
     fn lrmd_lines(&self) -> Vec<String> {
         self.lrmd_log
             .lock()
@@ -572,21 +587,7 @@ async fn a_failed_write_fails_the_request_and_changes_nothing_in_memory() {
     // whose record does not fit fails, and leaves memory as it was just before it.
     let mut admitted_before = 0;
     let (error, before_failure) = loop {
-        let snapshot = {
-            let state = fixture.coordinator.state();
-            let ids: Vec<SessionId> = state.sessions.keys().copied().collect();
-            let setpoints: Vec<Vec<u32>> = state
-                .sessions
-                .values()
-                .map(|s| s.setpoint.clone())
-                .collect();
-            (
-                ids,
-                setpoints,
-                state.held_by("hera"),
-                state.load_on("node-a").map(|l| l.reserved_cpu),
-            )
-        };
+        let snapshot = fixture.memory();
         let outcome = fixture.request("hera", "probe").await;
         match outcome {
             Err(error) => break (error, snapshot),
@@ -606,20 +607,12 @@ async fn a_failed_write_fails_the_request_and_changes_nothing_in_memory() {
     assert_eq!(error.code, ErrorCode::Unavailable, "{error}");
     assert!(error.message.contains("could not be written"), "{error}");
     let failed_id = {
-        let state = fixture.coordinator.state();
-        let ids: Vec<SessionId> = state.sessions.keys().copied().collect();
-        let setpoints: Vec<Vec<u32>> = state
-            .sessions
-            .values()
-            .map(|s| s.setpoint.clone())
-            .collect();
-        let now = (
-            ids,
-            setpoints,
-            state.held_by("hera"),
-            state.load_on("node-a").map(|l| l.reserved_cpu),
+        assert_eq!(
+            fixture.memory(),
+            before_failure,
+            "memory ran ahead of the store"
         );
-        assert_eq!(now, before_failure, "memory ran ahead of the store");
+        let state = fixture.coordinator.state();
         assert_eq!(state.sessions[&a].setpoint, before);
         SessionId(2 + admitted_before)
     };
